@@ -9,7 +9,7 @@ Layer names inside a block (``name`` is the block's name):
 
 * `conv_bn_act`:        ``{name}``, ``{name}_bn``, ``{name}_act``
 * `separable_conv`:     ``{name}_dw``, ``{name}_dw_bn``, ``{name}_pw``, ``{name}_pw_bn``, ``{name}_act``
-* `bottleneck`:         ``{name}_expand`` (+ ``_bn``, ``_act``; absent when t == 1), ``{name}_dw`` (+ ``_bn``,
+* `bottleneck`:         ``{name}_expand`` (+ ``_bn``, ``_act``), ``{name}_dw`` (+ ``_bn``,
                         ``_act``), ``{name}_project`` (+ ``_bn``), ``{name}_add`` when residual
 * `pyramid_pooling`:    ``{name}_pool{b}``, ``{name}_pool{b}_conv`` (+ ``_bn``, ``_act``), ``{name}_pool{b}_up``,
                         ``{name}_concat``, ``{name}_project`` (+ ``_bn``, ``_act``); ``{name}_add`` in sum mode
@@ -83,13 +83,13 @@ def separable_conv(x, filters, strides=1, activation="relu", name=None):
 def bottleneck(x, filters, expansion, strides=1, activation="relu", name=None):
     """MobileNetV2 inverted-residual bottleneck (both papers' Table 1/2).
 
-    1x1 expand by `expansion` (skipped when expansion == 1, as in MobileNetV2), depthwise 3x3 with `strides`,
-    linear 1x1 projection to `filters`; a residual add when input and output shapes match.
+    1x1 expand by `expansion`, depthwise 3x3 with `strides`, linear 1x1 projection to `filters`; a residual add when
+    input and output shapes match. The expansion conv is kept when expansion == 1 (MobileNetV2 drops it): ContextNet
+    counts 38 layers in its context branch, 2 convolutions plus 12 bottlenecks of 3 layers each.
     """
     in_channels = x.shape[-1]
     shortcut = x
-    if expansion != 1:
-        x = conv_bn_act(x, in_channels * expansion, kernel_size=1, activation=activation, name=f"{name}_expand")
+    x = conv_bn_act(x, in_channels * expansion, kernel_size=1, activation=activation, name=f"{name}_expand")
     x = depthwise_bn_act(x, strides=strides, activation=activation, name=f"{name}_dw")
     x = conv_bn_act(x, filters, kernel_size=1, activation=None, name=f"{name}_project")
     if strides == 1 and in_channels == filters:
