@@ -1,0 +1,182 @@
+"""Filter pruning from a wider network to a narrower one, by the L1 norm of the filters (Li et al., ICLR 2017).
+
+The ContextNet paper (section 3.2, "Network Pruning") trains a network with twice the feature maps and prunes it
+progressively to 1.5x, 1.25x and 1x, removing the filters with the lowest L1 sum. `prune_model` does one such step:
+it builds the narrower model exactly as `build_model` would (same architecture, same parameter count) and copies in
+the weights of the kept filters.
+
+Coupled channels are found from the functional graph, not from a hand-written list:
+
+* every Conv2D whose output is pruned opens a *channel group*;
+* layers that keep channels (batch norm, activations, depthwise convs, resizes, pooling, dropout) pass the group on;
+* an ``Add`` (residual connections, the fusion unit, ICNet-style pyramid pooling) merges the groups of its inputs,
+  so all of them keep the same channels;
+* a ``Concatenate`` (PSPNet pyramid pooling) keeps each input's group on its own slice of the output.
+
+A group's filters are ranked by the sum over its member convolutions of each output filter's L1 norm; the largest are
+kept, in their original order. A group whose size is the same in both models (the input image, the classifier
+outputs, auxiliary heads of fixed width) keeps every channel.
+"""
+
+import keras
+import numpy as np
+
+from contextnet_tf.models import build_model
+
+_PASS_THROUGH = (
+    keras.layers.BatchNormalization,
+    keras.layers.Activation,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.Dropout,
+    keras.layers.Rescaling,
+)
+
+
+class _Groups:
+    """Union-find over channel groups, with each group's member convolutions."""
+
+    def __init__(self):
+        self.parent = {}
+        self.members = {}
+
+    def new(self, key, size, conv=None):
+        self.parent[key] = key
+        self.members[key] = ([conv] if conv else [], size)
+        return key
+
+    def find(self, key):
+        while self.parent[key] != key:
+            self.parent[key] = self.parent[self.parent[key]]
+            key = self.parent[key]
+        return key
+
+    def union(self, a, b):
+        a, b = self.find(a), self.find(b)
+        if a != b:
+            if self.members[a][1] != self.members[b][1]:
+                raise ValueError(f"cannot couple channel groups of sizes {self.members[a][1]} and {self.members[b][1]}")
+            self.parent[b] = a
+            self.members[a] = (self.members[a][0] + self.members[b][0], self.members[a][1])
+
+
+def _node_tensors(layer):
+    node = layer._inbound_nodes[0]
+    return list(node.input_tensors), list(node.output_tensors)
+
+
+def channel_layouts(model):
+    """Maps each layer name to the channel layout of its output: a list of (group key, size) segments.
+
+    Returns (layouts, groups, input_layouts) where input_layouts[name] is the concatenated layout of the layer's
+    first input (what its kernel's input axis or its per-channel weights index).
+    """
+    groups = _Groups()
+    by_tensor, layouts, input_layouts = {}, {}, {}
+    for layer in model.layers:
+        inputs, outputs = _node_tensors(layer)
+        in_layouts = [by_tensor[id(t)] for t in inputs]
+        if isinstance(layer, keras.layers.InputLayer):
+            layout = [(groups.new(layer.name, outputs[0].shape[-1]), outputs[0].shape[-1])]
+        elif isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.DepthwiseConv2D):
+            layout = [(groups.new(layer.name, layer.filters, conv=layer.name), layer.filters)]
+        elif isinstance(layer, keras.layers.Add):
+            for other in in_layouts[1:]:
+                for (a, _), (b, _) in zip(in_layouts[0], other, strict=True):
+                    groups.union(a, b)
+            layout = in_layouts[0]
+        elif isinstance(layer, keras.layers.Concatenate):
+            layout = [segment for lay in in_layouts for segment in lay]
+        elif isinstance(layer, _PASS_THROUGH) or len(in_layouts) == 1:
+            layout = in_layouts[0]  # channel-preserving (also our Resize and AdaptiveAveragePooling2D)
+        else:
+            raise ValueError(f"pruning does not know how layer {layer.name!r} ({type(layer).__name__}) maps channels")
+        if in_layouts:
+            input_layouts[layer.name] = in_layouts[0]
+        layouts[layer.name] = layout
+        for t in outputs:
+            by_tensor[id(t)] = layout
+    return layouts, groups, input_layouts
+
+
+def filter_l1_norms(model, layer_name):
+    """L1 norm of each output filter of a Conv2D layer (sum of absolute kernel values over all other axes)."""
+    kernel = keras.ops.convert_to_numpy(model.get_layer(layer_name).kernel)
+    return np.abs(kernel).sum(axis=(0, 1, 2))
+
+
+def kept_channels(source, target):
+    """For every channel group of `source`, the sorted indices of the channels kept in `target`.
+
+    Returns {group key: np.ndarray of indices} with group keys from `channel_layouts(source)`.
+    """
+    layouts, groups, _ = channel_layouts(source)
+    target_layouts, _, _ = channel_layouts(target)
+    kept = {}
+    for name, layout in layouts.items():
+        for (key, size), (_, target_size) in zip(layout, target_layouts[name], strict=True):
+            root = groups.find(key)
+            if root in kept:
+                if len(kept[root]) != target_size:
+                    raise ValueError(f"layer {name!r}: inconsistent target size for its channel group")
+                continue
+            if target_size > size:
+                raise ValueError(f"layer {name!r} has {size} channels, the target wants more ({target_size})")
+            if target_size == size:
+                kept[root] = np.arange(size)
+                continue
+            convs = groups.members[root][0]
+            score = sum(filter_l1_norms(source, conv) for conv in convs)
+            kept[root] = np.sort(np.argsort(-score, kind="stable")[:target_size])
+    return {key: kept[groups.find(key)] for key in groups.parent}
+
+
+def _indices(layout, kept):
+    """Kept indices into a concatenated layout."""
+    parts, offset = [], 0
+    for key, size in layout:
+        parts.append(kept[key] + offset)
+        offset += size
+    return np.concatenate(parts)
+
+
+def transfer_pruned_weights(source, target):
+    """Copies the kept filters of `source` into `target` (same architecture, same layer names, narrower)."""
+    layouts, _, input_layouts = channel_layouts(source)
+    kept = kept_channels(source, target)
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        src = source.get_layer(layer.name)
+        out_idx = _indices(layouts[layer.name], kept)
+        in_idx = _indices(input_layouts[layer.name], kept)
+        values = []
+        for weight in src.weights:
+            value = keras.ops.convert_to_numpy(weight)
+            if isinstance(src, keras.layers.DepthwiseConv2D):
+                value = value[:, :, in_idx, :]
+            elif isinstance(src, keras.layers.Conv2D):
+                value = value[:, :, in_idx][..., out_idx] if value.ndim == 4 else value[out_idx]
+            else:  # batch norm: per-channel vectors
+                value = value[out_idx]
+            values.append(value)
+        layer.set_weights(values)
+    return target
+
+
+def prune_model(model, name, width, num_classes=None):
+    """Prunes a trained `build_model(name, ..., width=W)` model to `width` < W by filter L1 norm.
+
+    Args:
+        model: the wider trained model (with or without aux heads).
+        name: its `build_model` name (e.g. ``"cn14"``).
+        width: the target width multiplier (e.g. 1.5, then 1.25, then 1.0).
+        num_classes: classes of the classifier; read from the model when omitted.
+
+    Returns:
+        A new model equal to ``build_model(name, input_shape, num_classes, aux, width)`` with the kept weights.
+    """
+    aux = isinstance(model.output, dict)
+    logits = model.output["logits"] if aux else model.output
+    num_classes = num_classes or logits.shape[-1]
+    target = build_model(name, tuple(model.input.shape[1:]), num_classes, aux=aux, width=width)
+    return transfer_pruned_weights(model, target)
