@@ -1,0 +1,298 @@
+"""Training augmentation of both papers: random scale, crop with padding, flip, colour jitter and channel noise.
+
+ContextNet (Sec. 3.1): "random scale 0.5 to 2, horizontal flip, varied hue, saturation, brightness and contrast".
+Fast-SCNN (Sec. 3.1): "random resizing between 0.5 to 2, translation/crop, horizontal flip, color channels noise
+and brightness".
+
+Every random choice comes from one stateless seed per example, so an example's augmentation depends only on the seed
+and not on thread scheduling. Labels are always resampled with nearest neighbour.
+
+Two implementations of the geometry share the same random draws:
+
+- `augment` (used for training) resamples only the part of the image that survives the crop, with one
+  `tf.image.crop_and_resize` call whose box puts the crop window of the scaled image back onto the source image, and
+  folds the horizontal flip into that box. Colour jitter is one 3x3 colour matrix plus an offset per image.
+- `reference_augment` does the straightforward thing: resize the whole image, pad, crop, flip, then the `tf.image`
+  colour ops one by one. It is the baseline of the input benchmark and the oracle of the tests.
+
+Both give the same crop: `tf.image.resize` (half-pixel centres) maps scaled pixel ``i`` to source coordinate
+``(i + 0.5) / s - 0.5`` and clamps at the border; `augment` samples exactly those coordinates on a source image with a
+one-pixel replicated border, which reproduces the clamping.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from contextnet_tf.data.labels import IGNORE_LABEL
+
+# ITU-R BT.601 luma weights, the ones tf.image.rgb_to_grayscale uses.
+LUMA_WEIGHTS = (0.2989, 0.5870, 0.1140)
+
+# Positions in the per-example vector of uniform draws.
+_SCALE, _OFFSET_Y, _OFFSET_X, _FLIP, _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = range(8)
+_NUM_UNIFORMS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Ranges of the training augmentation; pixel values are on the 0-255 scale.
+
+    Attributes:
+        scale_range: (min, max) of the uniformly drawn scale factor.
+        flip: flip horizontally with probability 1/2.
+        brightness_delta: offset added to every channel, uniform in [-delta, delta].
+        contrast_range: factor of the distance to each channel's mean, uniform in the range.
+        saturation_range: factor of the distance to the grey (luma) value, uniform in the range.
+        hue_delta: hue rotation, uniform in [-delta, delta] of a full turn (as `tf.image.random_hue`'s max_delta).
+        channel_noise_std: standard deviation of an independent Gaussian offset per colour channel.
+    """
+
+    scale_range: tuple = (0.5, 2.0)
+    flip: bool = True
+    brightness_delta: float = 24.0
+    contrast_range: tuple = (0.8, 1.2)
+    saturation_range: tuple = (0.8, 1.2)
+    hue_delta: float = 0.05
+    channel_noise_std: float = 6.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """Geometric draws of one example: scaled size, crop window offset in the scaled image, flip."""
+
+    scaled_size: tf.Tensor  # int32 [2]: round(H * s), round(W * s)
+    offset: tf.Tensor  # int32 [2]: top-left of the crop window in the scaled image; negative means padding
+    flip: tf.Tensor  # bool []
+
+
+@dataclasses.dataclass(frozen=True)
+class ColorJitter:
+    """Photometric draws of one example."""
+
+    brightness: tf.Tensor
+    contrast: tf.Tensor
+    saturation: tf.Tensor
+    hue: tf.Tensor  # fraction of a full turn
+    channel_noise: tf.Tensor  # float32 [3]
+
+
+def sample(seed, image_size, crop_size, config):
+    """Draws the geometry and colour jitter of one example from a stateless seed.
+
+    Args:
+        seed: int32/int64 tensor [2].
+        image_size: int32 tensor [2], (H, W) of the source image.
+        crop_size: (crop_h, crop_w) Python ints.
+        config: `AugmentConfig`.
+
+    Returns:
+        (`Geometry`, `ColorJitter`).
+    """
+    u = tf.random.stateless_uniform([_NUM_UNIFORMS], seed)
+    lo, hi = config.scale_range
+    scale = lo + (hi - lo) * u[_SCALE]
+    scaled = tf.maximum(tf.cast(tf.round(tf.cast(image_size, tf.float32) * scale), tf.int32), 1)
+    crop = tf.constant(crop_size, tf.int32)
+    # The window's top-left is uniform over all positions where window and scaled image overlap completely along an
+    # axis: inside the image when it is larger than the crop, else the image lands anywhere inside the padded crop.
+    span = tf.abs(scaled - crop) + 1
+    u_offset = tf.stack([u[_OFFSET_Y], u[_OFFSET_X]])
+    offset = tf.minimum(tf.cast(u_offset * tf.cast(span, tf.float32), tf.int32), span - 1)
+    offset += tf.minimum(scaled - crop, 0)
+    flip = tf.logical_and(tf.constant(config.flip), u[_FLIP] < 0.5)
+
+    def uniform(index, low, high):
+        return low + (high - low) * u[index]
+
+    jitter = ColorJitter(
+        brightness=uniform(_BRIGHTNESS, -config.brightness_delta, config.brightness_delta),
+        contrast=uniform(_CONTRAST, *config.contrast_range),
+        saturation=uniform(_SATURATION, *config.saturation_range),
+        hue=uniform(_HUE, -config.hue_delta, config.hue_delta),
+        channel_noise=config.channel_noise_std
+        * tf.random.stateless_normal([3], tf.random.experimental.stateless_fold_in(seed, 1)),
+    )
+    return Geometry(scaled, offset, flip), jitter
+
+
+def _valid_window(geometry, crop_size):
+    """Part of the crop window inside the scaled image: start and end in scaled pixels, and the padding around it."""
+    crop = tf.constant(crop_size, tf.int32)
+    start = tf.maximum(geometry.offset, 0)
+    end = tf.minimum(geometry.offset + crop, geometry.scaled_size)
+    before = start - geometry.offset
+    after = crop - (end - geometry.offset)
+    return start, end, before, after
+
+
+def scale_crop(image, label, geometry, crop_size):
+    """Scales by ``geometry`` and cuts the part of the crop window that lies inside the scaled image.
+
+    Only those output pixels are computed: one `tf.image.crop_and_resize` per tensor with bilinear sampling for the
+    image and nearest for the label, horizontal flip included.
+
+    Args:
+        image: uint8 or float32 [H, W, 3].
+        label: uint8 [H, W] (any integer values 0-255).
+        geometry: `Geometry`.
+        crop_size: (crop_h, crop_w).
+
+    Returns:
+        (float32 image [h, w, 3], int32 label [h, w], paddings int32 [2, 2]) where h <= crop_h, w <= crop_w and
+        ``paddings`` (before/after per axis) completes the valid part to the crop window, mirrored when flipped.
+    """
+    size = tf.shape(image)[:2]
+    start, end, before, after = _valid_window(geometry, crop_size)
+    out_size = end - start
+    scale = tf.cast(geometry.scaled_size, tf.float32) / tf.cast(size, tf.float32)
+    # Source coordinates of the first and last output pixel, +1 for the replicated border added below.
+    first = (tf.cast(start, tf.float32) + 0.5) / scale + 0.5
+    last = (tf.cast(end - 1, tf.float32) + 0.5) / scale + 0.5
+    span = tf.cast(size + 1, tf.float32)  # size of the bordered image - 1
+    box = tf.concat([first / span, last / span], 0)  # (y1, x1, y2, x2)
+    box = tf.where(geometry.flip, tf.gather(box, [0, 3, 2, 1]), box)
+    boxes = box[tf.newaxis]
+    box_indices = tf.zeros([1], tf.int32)
+    out_image = tf.image.crop_and_resize(_replicate_border(image), boxes, box_indices, out_size)[0]
+    out_label = tf.image.crop_and_resize(
+        _replicate_border(label[..., tf.newaxis]), boxes, box_indices, out_size, method="nearest"
+    )[0, ..., 0]
+    pad_x = tf.where(geometry.flip, tf.stack([after[1], before[1]]), tf.stack([before[1], after[1]]))
+    paddings = tf.stack([tf.stack([before[0], after[0]]), pad_x])
+    return out_image, tf.cast(out_label, tf.int32), paddings
+
+
+def _replicate_border(x):
+    """Adds a one-pixel border that repeats the edge pixels and a batch axis: [H, W, C] -> [1, H + 2, W + 2, C]."""
+    x = tf.concat([x[:1], x, x[-1:]], 0)
+    return tf.concat([x[:, :1], x, x[:, -1:]], 1)[tf.newaxis]
+
+
+def pad(image, label, paddings, mean_rgb):
+    """Pads image [h, w, 3] with ``mean_rgb`` and label [h, w] with the ignore label by ``paddings`` [2, 2].
+
+    The image is padded by concatenating blocks of the mean colour: subtracting and adding the mean around a
+    `tf.pad` costs two broadcast passes over the image, ten times more.
+    """
+    mean = tf.constant(mean_rgb, tf.float32)
+
+    def pad_image():
+        height = tf.shape(image)[0]
+        padded = tf.concat([tf.broadcast_to(mean, [height, paddings[1, 0], 3]), image,
+                            tf.broadcast_to(mean, [height, paddings[1, 1], 3])], 1)
+        width = tf.shape(padded)[1]
+        return tf.concat([tf.broadcast_to(mean, [paddings[0, 0], width, 3]), padded,
+                          tf.broadcast_to(mean, [paddings[0, 1], width, 3])], 0)
+
+    needed = tf.reduce_any(paddings > 0)
+    image = tf.cond(needed, pad_image, lambda: image)
+    label = tf.cond(needed, lambda: tf.pad(label, paddings, constant_values=IGNORE_LABEL), lambda: label)
+    return image, label
+
+
+def color_matrix(jitter, mean):
+    """The colour jitter as one affine map ``x -> x @ matrix + offset`` on RGB rows (0-255 scale).
+
+    Applied in the order saturation, hue, contrast, brightness, channel noise:
+
+    - saturation: ``grey + s * (x - grey)`` with ``grey`` the luma of ``x``;
+    - hue: rotation by ``2 pi hue`` about the grey axis (1, 1, 1), which keeps greys grey; a third of a turn moves R to
+      G, G to B and B to R, as a hue shift of 120 degrees does;
+    - contrast: ``mean_c + c * (x - mean_c)`` per channel, as `tf.image.adjust_contrast`, with the channel means of
+      the image after the two steps above;
+    - brightness and channel noise: offsets.
+
+    Args:
+        jitter: `ColorJitter`.
+        mean: float32 [3], the per-channel mean of the image before jitter.
+
+    Returns:
+        (matrix float32 [3, 3], offset float32 [3]).
+    """
+    luma = tf.constant(LUMA_WEIGHTS, tf.float32)
+    eye = tf.eye(3)
+    saturation = jitter.saturation * eye + (1.0 - jitter.saturation) * luma[:, tf.newaxis] * tf.ones([1, 3])
+    angle = 2.0 * math.pi * jitter.hue
+    axis = np.full(3, 1.0 / math.sqrt(3.0), np.float32)
+    cross = tf.constant([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    # Rodrigues' rotation for column vectors, transposed for rows.
+    rotation = tf.cos(angle) * eye + tf.sin(angle) * cross + (1.0 - tf.cos(angle)) * np.outer(axis, axis)
+    matrix = saturation @ tf.transpose(rotation)
+    jittered_mean = mean[tf.newaxis] @ matrix
+    matrix = matrix * jitter.contrast
+    offset = (1.0 - jitter.contrast) * jittered_mean[0] + jitter.brightness + jitter.channel_noise
+    return matrix, offset
+
+
+def apply_color(image, jitter):
+    """Applies `color_matrix` to float32 image [h, w, 3] (0-255) and clips to [0, 255]."""
+    mean = tf.reduce_mean(image, axis=[0, 1])
+    matrix, offset = color_matrix(jitter, mean)
+    # A 1x1 convolution with a bias applies the matrix and offset to every pixel in one fused pass; an einsum plus
+    # "+ offset" (a [3] vector broadcast over [h, w, 3]) takes three times as long.
+    out = tf.nn.bias_add(tf.nn.conv2d(image[tf.newaxis], matrix[tf.newaxis, tf.newaxis], 1, "VALID"), offset)
+    return tf.clip_by_value(out[0], 0.0, 255.0)
+
+
+def augment(image, label_values, to_train_ids, seed, crop_size, config, mean_rgb):
+    """Training augmentation of one example (the fast path).
+
+    Args:
+        image: uint8 [H, W, 3].
+        label_values: uint8 [H, W] as stored in the label file.
+        to_train_ids: function ``values -> int32 train ids`` (see `decode.train_id_mapper`); applied to the crop
+            only, so it costs a crop's worth of lookups.
+        seed: int tensor [2].
+        crop_size: (crop_h, crop_w).
+        config: `AugmentConfig`.
+        mean_rgb: padding colour.
+
+    Returns:
+        float32 image [crop_h, crop_w, 3] in [0, 255] and int32 train ids [crop_h, crop_w] with 255 as ignore.
+    """
+    geometry, jitter = sample(seed, tf.shape(image)[:2], crop_size, config)
+    image, values, paddings = scale_crop(image, label_values, geometry, crop_size)
+    label = to_train_ids(values)
+    image = apply_color(image, jitter)
+    image, label = pad(image, label, paddings, mean_rgb)
+    return tf.ensure_shape(image, [*crop_size, 3]), tf.ensure_shape(label, crop_size)
+
+
+def reference_scale_crop(image, label, geometry, crop_size, mean_rgb):
+    """Straightforward geometry: resize the whole image, pad with mean/ignore, crop the window, flip.
+
+    Same arguments as `scale_crop` (label: any integer dtype; padding uses 255); returns the full crop window.
+    """
+    image = tf.image.resize(tf.cast(image, tf.float32), geometry.scaled_size)
+    label = tf.image.resize(label[..., tf.newaxis], geometry.scaled_size, method="nearest")[..., 0]
+    _, _, before, after = _valid_window(geometry, crop_size)
+    paddings = tf.stack([before, after], axis=1)
+    start = tf.maximum(geometry.offset, 0)
+    mean = tf.constant(mean_rgb, tf.float32)
+    image = tf.pad(image[start[0]:, start[1]:] - mean, tf.concat([paddings, [[0, 0]]], 0)) + mean
+    label = tf.pad(tf.cast(label[start[0]:, start[1]:], tf.int32), paddings, constant_values=IGNORE_LABEL)
+    image, label = image[: crop_size[0], : crop_size[1]], label[: crop_size[0], : crop_size[1]]
+    image = tf.where(geometry.flip, tf.reverse(image, [1]), image)
+    label = tf.where(geometry.flip, tf.reverse(label, [1]), label)
+    return image, label
+
+
+def reference_color(image, jitter):
+    """Colour jitter with the `tf.image` ops one after another (HSV hue and saturation), on 0-255 floats."""
+    image = image / 255.0
+    image = tf.image.adjust_saturation(image, jitter.saturation)
+    image = tf.image.adjust_hue(image, jitter.hue)
+    image = tf.image.adjust_contrast(image, jitter.contrast)
+    image = image * 255.0 + jitter.brightness + jitter.channel_noise
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def reference_augment(image, label_values, to_train_ids, seed, crop_size, config, mean_rgb):
+    """The straightforward version of `augment` (same arguments and draws): the input benchmark's baseline."""
+    geometry, jitter = sample(seed, tf.shape(image)[:2], crop_size, config)
+    image, label = reference_scale_crop(image, to_train_ids(label_values), geometry, crop_size, mean_rgb)
+    image = reference_color(image, jitter)
+    return tf.ensure_shape(image, [*crop_size, 3]), tf.ensure_shape(label, crop_size)
