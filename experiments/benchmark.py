@@ -1,0 +1,78 @@
+"""Times Fast-SCNN / ContextNet end to end by the papers' protocol, side by side with folded, XLA, TFLite and ONNX.
+
+    python experiments/benchmark.py --model=fast_scnn --resolutions=1024x2048,512x1024 --output=bench.json
+
+Paths (--paths): keras_unfolded, keras_folded, keras_folded_xla, tflite, tflite_int8, onnxruntime; modes (--modes):
+end_to_end (uint8 host image in, labels on the host out), network, pipelined. Each result carries its fps ratio to
+keras_folded. Writes JSON to --output and prints a markdown table (also written to --markdown if given).
+With KERAS_BACKEND=jax only the keras_* paths without _xla exist (JAX always compiles with XLA).
+Expected runtime on the 2-core CPU of docs/benchmarks.md: about 11 minutes for all six paths at the three
+resolutions with --max_seconds=120 (which cuts XLA, about 1.7 s a frame at 1024x2048, after two minutes).
+"""
+
+import json
+import logging
+import os
+import sys
+
+from absl import app, flags
+
+from contextnet_tf import benchmark, summary, timing
+
+MODEL = flags.DEFINE_string("model", "fast_scnn", "Variant name or path of a .keras model.")
+WEIGHTS = flags.DEFINE_string("weights", None, "Optional .weights.h5 file for a model built by name.")
+NUM_CLASSES = flags.DEFINE_integer("num_classes", 19, "Classes of a model built by name.")
+RESOLUTIONS = flags.DEFINE_list("resolutions", ["1024x2048", "512x1024", "256x512"], "HEIGHTxWIDTH list.")
+PATHS = flags.DEFINE_list("paths", None, f"Paths to time, from {', '.join(benchmark.PATHS)} (default: all but "
+                          "tflite_int8 under TensorFlow, keras_unfolded and keras_folded under JAX).")
+MODES = flags.DEFINE_list("modes", ["end_to_end"], f"Modes, from {', '.join(timing.MODES)}.")
+HEAD = flags.DEFINE_enum("head", "cls", list(timing.HEADS), "cls: argmax labels; prob: softmax probabilities.")
+FRAMES = flags.DEFINE_integer("frames", timing.FRAMES, "Timed frames.")
+BURN_IN = flags.DEFINE_integer("burn_in", timing.BURN_IN, "Untimed frames first.")
+MAX_SECONDS = flags.DEFINE_float("max_seconds", None, "Optional time budget per path and mode (cuts slow paths).")
+THREADS = flags.DEFINE_integer("threads", os.cpu_count(), "CPU threads for every runtime (TF intra-op, TFLite, ORT).")
+OUTPUT = flags.DEFINE_string("output", "bench.json", "JSON report.")
+MARKDOWN = flags.DEFINE_string("markdown", None, "Optional markdown table file.")
+
+
+def main(argv):
+    del argv
+    paths = PATHS.value or benchmark.default_paths()
+    for name in paths:
+        if name not in benchmark.PATHS:
+            raise app.UsageError(f"--paths: unknown path {name!r}; choose from {', '.join(benchmark.PATHS)}")
+    for mode in MODES.value:
+        if mode not in timing.MODES:
+            raise app.UsageError(f"--modes: unknown mode {mode!r}; choose from {', '.join(timing.MODES)}")
+    try:
+        resolutions = [summary.parse_resolution(text) for text in RESOLUTIONS.value]
+    except ValueError as error:
+        raise app.UsageError(f"--resolutions: {error}") from None
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    timing.set_threads(THREADS.value)
+    try:
+        models = benchmark.models_at_resolutions(MODEL.value, resolutions, NUM_CLASSES.value, WEIGHTS.value)
+        report = benchmark.run_benchmark(
+            models,
+            paths=paths,
+            modes=MODES.value,
+            head=HEAD.value,
+            frames=FRAMES.value,
+            burn_in=BURN_IN.value,
+            max_seconds=MAX_SECONDS.value,
+            threads=THREADS.value,
+        )
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"benchmark.py: error: {error}")
+    report["model"] = MODEL.value
+    with open(OUTPUT.value, "w") as f:
+        json.dump(report, f, indent=2)
+    table = benchmark.markdown_table(report)
+    if MARKDOWN.value:
+        with open(MARKDOWN.value, "w") as f:
+            f.write(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    app.run(main)

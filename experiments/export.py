@@ -1,0 +1,68 @@
+"""Exports a trained model (SavedModel, TFLite float32 / int8, ONNX) and checks the export in a fresh process.
+
+    python experiments/export.py --model=PATH.keras --format=saved_model --output=out/fast_scnn_savedmodel
+    python experiments/export.py --model=PATH.keras --format=tflite_int8 --output=out/fast_scnn_int8.tflite \
+        --calibration_images='../shared/data/camvid/train/*.png'
+
+The model is folded first (--nofold to keep batch norms). After writing, the artifact is reloaded in a new process
+and compared with the Keras model (SavedModel / ONNX within 1e-4, TFLite within 1e-3, int8: label agreement); the
+report is printed as one JSON line and the program exits non-zero when a check fails. See docs/export.md.
+"""
+
+import logging
+import sys
+
+from absl import app, flags
+
+from contextnet_tf import export, export_check, folding, summary
+
+MODEL = flags.DEFINE_string("model", None, "Path of a .keras model, or a variant name (random weights unless "
+                            "--weights).", required=True)
+FORMAT = flags.DEFINE_enum("format", None, list(export.FORMATS), "Export format.", required=True)
+OUTPUT = flags.DEFINE_string("output", None, "Output path (directory for saved_model, file otherwise).",
+                             required=True)
+HEAD = flags.DEFINE_enum("head", "logits", list(export.HEADS),
+                         "TFLite / ONNX output: logits (float32 input), cls (uint8 in, labels out) or prob.")
+FOLD = flags.DEFINE_bool("fold", True, "Fold batch norms into the convolutions before exporting.")
+WEIGHTS = flags.DEFINE_string("weights", None, "Optional .weights.h5 file loaded into the model.")
+INPUT_SIZE = flags.DEFINE_string("input_size", "1024x2048", "HEIGHTxWIDTH of a model built by variant name.")
+NUM_CLASSES = flags.DEFINE_integer("num_classes", 19, "Classes of a model built by variant name.")
+CALIBRATION_IMAGES = flags.DEFINE_string("calibration_images", None,
+                                         "Glob of RGB images for int8 calibration (needed by tflite_int8).")
+CALIBRATION_COUNT = flags.DEFINE_integer("calibration_count", 100, "Calibration images used at most.")
+CHECK = flags.DEFINE_bool("check", True, "Reload the export in a fresh process and compare with Keras.")
+CHECK_IMAGES = flags.DEFINE_string("check_images", None,
+                                   "Glob of images for the check (default: random images; int8 agreement on "
+                                   "random images says little, give real ones).")
+
+
+def main(argv):
+    del argv
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    try:
+        input_shape = (*summary.parse_resolution(INPUT_SIZE.value), 3)
+        model = export.load_model(MODEL.value, input_shape, NUM_CLASSES.value, WEIGHTS.value)
+        deployed = folding.fold_batch_norm(model) if FOLD.value else model
+        calibration = None
+        if FORMAT.value == "tflite_int8":
+            if not CALIBRATION_IMAGES.value:
+                raise ValueError("--format=tflite_int8 needs --calibration_images (a glob of real images)")
+            calibration = export.representative_images(
+                CALIBRATION_IMAGES.value, deployed.input_shape[1:3], CALIBRATION_COUNT.value
+            )
+        head = "logits" if FORMAT.value == "saved_model" else HEAD.value
+        export.export(deployed, OUTPUT.value, FORMAT.value, head, calibration_images=calibration)
+        print(f"wrote {OUTPUT.value}")
+        if not CHECK.value:
+            return
+        images = export_check.check_images(model, FORMAT.value, CHECK_IMAGES.value)
+        report = export_check.verify_export(model, OUTPUT.value, FORMAT.value, images, head)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        sys.exit(f"export.py: error: {error}")
+    print(export_check.format_report(report))
+    if not report["passed"]:
+        sys.exit(f"export.py: the {FORMAT.value} export does not match the Keras model (see the report above)")
+
+
+if __name__ == "__main__":
+    app.run(main)
