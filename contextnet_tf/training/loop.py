@@ -1,0 +1,310 @@
+"""The custom training loop: `tf.GradientTape` in a `tf.function`, written once for any `tf.distribute` strategy.
+
+`train(config)` runs (or resumes) one run in ``config.workdir``: see `run_dir` for the folder it writes, `inputs`
+for the resumable data order, `losses` for the loss and its scaling over replicas, `checkpoints` for what a
+checkpoint holds. A run killed at any point and started again with the same config ends with the same weights as
+an uninterrupted run. A non-finite loss (or non-finite weights at a checkpoint) stops the run with
+`NonFiniteLossError`, leaving the last good checkpoint as the latest.
+"""
+
+import contextlib
+import dataclasses
+import logging
+import math
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from contextnet_tf import data
+from contextnet_tf.models import build_model
+from contextnet_tf.prediction import copy_weights_by_name
+from contextnet_tf.training import checkpoints, distribute, inputs, losses, optim
+from contextnet_tf.training.config import TrainConfig
+from contextnet_tf.training.progress import TrainProgress
+from contextnet_tf.training.run_dir import RunDir
+from contextnet_tf.training.validation import Validator
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when the training loss (or a weight) becomes NaN or infinite."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What `train` returns.
+
+    Attributes:
+        workdir: the run folder.
+        step: the last step done.
+        total_steps: the run's planned number of steps.
+        metrics: the last validation metrics (`contextnet_tf.evaluation.evaluate` dict), or None.
+        best_miou: best validation mIoU seen (None if never evaluated).
+        best_step: its step.
+        completed: True when the run reached `total_steps` (False after `stop_at_step`).
+        model: the inference model (logits only) at the crop size, sharing the trained weights.
+    """
+
+    workdir: str
+    step: int
+    total_steps: int
+    metrics: dict | None
+    best_miou: float | None
+    best_step: int
+    completed: bool
+    model: keras.Model
+
+
+def precision_policy(config):
+    """The Keras dtype policy name of a config (``float32`` unless mixed precision is on)."""
+    if not config.mixed_precision:
+        return "float32"
+    precision = config.precision
+    if precision == "auto":
+        precision = "float16" if tf.config.list_physical_devices("GPU") else "bfloat16"
+    return f"mixed_{precision}"
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Sets the global Keras dtype policy inside the block (layers built there keep it), then restores it."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def make_train_step(strategy, model, optimizer, *, ignore_label, aux_weight, weight_decay):
+    """A `tf.function` running one optimiser step on a distributed batch; returns the global loss parts.
+
+    Args:
+        strategy: the strategy `model` and `optimizer` were created under.
+        model: the training model (logits, or the aux dict).
+        optimizer: a built Keras optimiser (possibly a `LossScaleOptimizer`).
+        ignore_label, aux_weight, weight_decay: see `losses.segmentation_losses`.
+
+    Returns:
+        ``step(batch) -> {"loss", "ce", "l2", <aux heads>}`` of float32 scalars, summed over replicas (so each is
+        the global-batch value).
+    """
+    l2_variables = losses.l2_regularized_variables(model)
+
+    def replica_step(images, labels):
+        with tf.GradientTape() as tape:
+            outputs = model(images, training=True)
+            parts = losses.segmentation_losses(
+                outputs,
+                labels,
+                ignore_label=ignore_label,
+                aux_weight=aux_weight,
+                l2_variables=l2_variables,
+                weight_decay=weight_decay,
+            )
+            scaled_loss = optimizer.scale_loss(parts["loss"])
+        gradients = tape.gradient(scaled_loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return parts
+
+    @tf.function
+    def train_step(batch):
+        images, labels = batch
+        parts = strategy.run(replica_step, args=(images, labels))
+        return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for name, value in parts.items()}
+
+    return train_step
+
+
+def _all_finite(variables):
+    return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.cast(v, tf.float32))) for v in variables]))
+
+
+def _check_resume(run, config):
+    stored = run.read_config_text()
+    if stored is None:
+        return
+    previous = TrainConfig.from_json(stored)
+    changed = config.structural_differences(previous)
+    if changed:
+        raise ValueError(
+            f"{run.workdir} holds a run with different {', '.join(changed)} "
+            f"({', '.join(f'{k}={getattr(previous, k)!r}' for k in changed)}); use a new --workdir"
+        )
+    others = [
+        f.name
+        for f in dataclasses.fields(config)
+        if getattr(config, f.name) != getattr(previous, f.name) and f.name not in ("workdir", "stop_at_step")
+    ]
+    if others:
+        logging.warning("resuming %s with changed settings: %s", run.workdir, ", ".join(others))
+
+
+def train(config, model_fn=None):
+    """Trains (or resumes) a segmentation model with the custom loop.
+
+    Args:
+        config: a `TrainConfig`; `config.workdir` is created or resumed.
+        model_fn: optional ``model_fn(input_shape, aux) -> keras.Model`` building the network (e.g. a pruned one);
+            called under the strategy's scope with the crop size (aux=True when `config.aux_weight` > 0) and
+            outside it with the validation images' size (aux=False). Default: `build_model(config.model, ...)`.
+
+    Returns:
+        A `TrainResult`.
+
+    Raises:
+        NonFiniteLossError: if the loss or the weights become NaN or infinite.
+    """
+    if not config.workdir:
+        raise ValueError("config.workdir is required")
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic_ops:
+        tf.config.experimental.enable_op_determinism()
+    strategy = distribute.make_strategy(config.strategy)
+    chief = distribute.is_chief(strategy)
+    info = data.get_info(config.dataset)
+    num_train = len(data.list_examples(config.dataset, config.data_dir, config.train_split))
+    if model_fn is None:
+
+        def model_fn(input_shape, aux):
+            return build_model(config.model, input_shape, info.num_classes, aux=aux, width=config.width)
+
+    run = RunDir(config.workdir, chief)
+    _check_resume(run, config)
+    run.write_config(config)
+    session = _Session(config, strategy, chief, info, run, model_fn, config.steps_per_epoch(num_train),
+                       config.total_steps(num_train), precision_policy(config))
+    try:
+        return session.run()
+    finally:
+        session.close()
+
+
+class _Session:
+    """One invocation of `train`: the built model, optimiser, checkpoints and validator, and the step loop."""
+
+    def __init__(self, config, strategy, chief, info, run, model_fn, steps_per_epoch, total_steps, policy):
+        self.config, self.strategy, self.chief, self.info, self.run_dir = config, strategy, chief, info, run
+        self.steps_per_epoch, self.total_steps, self.policy = steps_per_epoch, total_steps, policy
+        with dtype_policy(policy), strategy.scope():
+            self.model = model_fn((*config.crop, 3), config.aux_weight > 0)
+            if strategy.num_replicas_in_sync > 1 and config.sync_batch_norm:
+                distribute.synchronize_batch_norm(self.model)
+            self.schedule = optim.poly_schedule(config.lr, total_steps, config.lr_power, config.end_lr)
+            self.optimizer = optim.make_optimizer(
+                config.optimizer, self.schedule, config.momentum, loss_scale=policy == "mixed_float16"
+            )
+            self.optimizer.build(self.model.trainable_variables)
+        # Non-chief workers write their share of each save to a scratch folder (removed in `close`) and resume, like
+        # the chief, from the run's checkpoints.
+        self.scratch = None if chief else tempfile.mkdtemp(prefix=f"ckpt{distribute.task_suffix(strategy)}_")
+        self.state = checkpoints.RunCheckpoints(
+            self.scratch or run.checkpoint_dir, self.model, self.optimizer, config.keep_checkpoints,
+            restore_directory=run.checkpoint_dir,
+        )
+        self.infer_model = checkpoints.inference_model(self.model)
+        self.validator = None
+        if chief and config.eval_every >= 0:
+            with dtype_policy("float32"):
+                self.validator = Validator(config, info, model_fn)
+        self.metrics = None
+
+    def close(self):
+        """Removes a non-chief worker's scratch checkpoints."""
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def validate(self, step):
+        """Evaluates on the validation split, logs, draws predictions, keeps the best model."""
+        if self.validator is None:
+            return
+        metrics = self.metrics = self.validator.evaluate(self.infer_model)
+        scalars = {k: metrics[k] for k in ("miou", "category_miou", "pixel_accuracy") if k in metrics}
+        self.run_dir.log(step, "val", scalars)
+        image = self.validator.prediction_image()
+        if image is not None:
+            self.run_dir.prediction_image(step, image)
+        miou = metrics["miou"] if metrics["miou"] is not None else -1.0
+        if miou > float(self.state.best_miou.numpy()):
+            self.state.best_miou.assign(miou)
+            self.state.best_step.assign(step)
+            checkpoints.save_keras_model(self.validator.model, self.run_dir.path("best.keras"))
+            self.run_dir.write_json("best.json", {"step": step, "miou": metrics["miou"], "metrics": metrics})
+
+    def save_checkpoint(self, step):
+        """Saves a checkpoint unless a weight is NaN or infinite (then raises, keeping the last good one)."""
+        if not _all_finite(self.model.trainable_variables):
+            raise NonFiniteLossError(
+                f"weights became NaN or infinite by step {step}; not saved. The last good checkpoint is "
+                f"{self.state.latest}"
+            )
+        self.state.save(step)
+
+    def run(self):
+        """Runs the remaining steps; returns the `TrainResult`."""
+        config, run = self.config, self.run_dir
+        start_step = self.state.restore_latest()
+        run.truncate_metrics(start_step)
+        logging.info(
+            "%s %s: steps %d..%d (%d per epoch), %d replica(s), policy %s",
+            "resuming" if start_step else "starting", config.workdir, start_step + 1, self.total_steps,
+            self.steps_per_epoch, self.strategy.num_replicas_in_sync, self.policy,
+        )
+        train_step = make_train_step(
+            self.strategy, self.model, self.optimizer, ignore_label=self.info.ignore_label,
+            aux_weight=config.aux_weight, weight_decay=config.weight_decay,
+        )
+        progress = TrainProgress(start_step, self.total_steps, config.batch_size, config.progress and self.chief)
+        step, last = start_step, self.total_steps
+        batches = inputs.train_batches(self.strategy, config, self.steps_per_epoch, start_step, last)
+        for step, batch in batches:
+            parts = {name: float(value) for name, value in train_step(batch).items()}
+            lr = float(self.schedule(step - 1))
+            if not math.isfinite(parts["loss"]):
+                run.log(step, "train", {**parts, "lr": lr})
+                run.flush()
+                raise NonFiniteLossError(
+                    f"training loss is {parts['loss']} at step {step} (parts: {parts}); stopped without saving. "
+                    f"The last good checkpoint is {self.state.latest}; lower the learning rate or check the data, "
+                    "then run again to resume from it."
+                )
+            progress.update(step, parts["loss"], parts["ce"], lr, finalize=step == last)
+            if step % config.log_every == 0 or step == last:
+                run.log(step, "train", {**parts, "lr": lr, "images_per_s": progress.images_per_second})
+            if step == last:
+                break
+            # Validate before saving: the checkpoint then records this step's best score too.
+            if config.eval_every > 0 and step % config.eval_every == 0:
+                self.validate(step)
+            if step % config.checkpoint_every == 0:
+                self.save_checkpoint(step)
+            if config.stop_at_step is not None and step >= config.stop_at_step:
+                run.flush()
+                return self._result(step, completed=False)
+        if step > start_step or self.state.latest is None:
+            self.validate(step)
+            self.save_checkpoint(step)
+        if self.chief:
+            final_model = self.infer_model
+            if self.validator is not None:
+                copy_weights_by_name(self.infer_model, self.validator.model)
+                final_model = self.validator.model
+            checkpoints.save_keras_model(final_model, run.path("final.keras"))
+            if self.metrics is not None:
+                run.write_json("val_metrics.json", self.metrics)
+        run.flush()
+        return self._result(step, completed=True)
+
+    def _result(self, step, completed):
+        best = float(self.state.best_miou.numpy())
+        return TrainResult(
+            workdir=self.config.workdir,
+            step=int(step),
+            total_steps=int(self.total_steps),
+            metrics=self.metrics,
+            best_miou=best if best >= 0 else None,
+            best_step=int(self.state.best_step.numpy()),
+            completed=completed,
+            model=self.infer_model,
+        )

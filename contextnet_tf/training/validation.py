@@ -1,0 +1,74 @@
+"""Validation during training: mIoU of the current weights, prediction images, the best model so far."""
+
+import numpy as np
+
+from contextnet_tf import data, evaluation
+from contextnet_tf.prediction import Predictor, copy_weights_by_name
+
+
+class Validator:
+    """Evaluates the training model's weights on the validation split with a model built at the images' size.
+
+    Args:
+        config: the run's `TrainConfig` (dataset, split, evaluation settings).
+        info: the dataset's `DatasetInfo`.
+        model_fn: ``model_fn(input_shape, aux) -> keras.Model``, the builder of the training model.
+    """
+
+    def __init__(self, config, info, model_fn):
+        self.config = config
+        self.info = info
+        self.dataset = data.make_dataset(
+            config.dataset,
+            config.data_dir,
+            config.val_split,
+            training=False,
+            batch_size=config.eval_batch_size,
+            cache=config.cache,
+            label_source=config.label_source,
+        )
+        self.samples = self._take_samples(config.num_prediction_images)
+        images = self.samples[0]
+        self.model = model_fn((int(images.shape[1]), int(images.shape[2]), 3), False)
+
+    def _take_samples(self, count):
+        images, labels = [], []
+        for batch_images, batch_labels in self.dataset:
+            images.append(np.asarray(batch_images))
+            labels.append(np.asarray(batch_labels))
+            if sum(len(x) for x in images) >= max(count, 1):
+                break
+        if not images:
+            raise ValueError(f"the {self.config.val_split} split of {self.config.dataset} has no images")
+        return np.concatenate(images)[: max(count, 1)], np.concatenate(labels)[: max(count, 1)]
+
+    def evaluate(self, train_model):
+        """Copies `train_model`'s weights into the evaluation model and returns `evaluation.evaluate`'s dict."""
+        copy_weights_by_name(train_model, self.model)
+        return evaluation.evaluate(
+            self.model,
+            self.dataset,
+            self.info,
+            flip=self.config.eval_flip,
+            scales=self.config.eval_scales,
+            max_images=self.config.eval_max_images,
+        )
+
+    def prediction_image(self):
+        """uint8 RGB grid, one row per sample: image | ground truth | prediction (call after `evaluate`)."""
+        images, labels = self.samples
+        if self.config.num_prediction_images < 1:
+            return None
+        predictions = Predictor(self.model).labels(images)
+        rows = [
+            np.concatenate(
+                [
+                    np.clip(image, 0, 255).astype(np.uint8),
+                    data.colorize(label, self.info),
+                    data.colorize(prediction, self.info),
+                ],
+                axis=1,
+            )
+            for image, label, prediction in zip(images, labels, predictions)
+        ]
+        return np.concatenate(rows, axis=0)

@@ -1,0 +1,42 @@
+r"""Training-speed benchmark: images/s of the training step of Fast-SCNN and ContextNet (their paper recipes).
+
+    python experiments/benchmark_train.py --out_dir=/tmp/benchmark_train
+
+Writes benchmark_train.json and benchmark_train.md to --out_dir and prints the markdown. About three minutes on a
+2-core CPU with the defaults (256x512 crops, batch 4). Numbers for this machine are in docs/training.md.
+"""
+
+import sys
+
+from absl import app, flags
+
+from contextnet_tf.training import benchmark
+
+MODELS = flags.DEFINE_list("models", ["fast_scnn", "cn14"], "Networks to time.")
+OUT_DIR = flags.DEFINE_string("out_dir", "/tmp/benchmark_train", "Where the JSON and markdown go.")
+CROP = flags.DEFINE_list("crop", ["256", "512"], "Crop height,width.")
+BATCH_SIZE = flags.DEFINE_integer("batch_size", 4, "Images per step.")
+STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per round.")
+WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps first (tracing).")
+ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed rounds (median reported).")
+POLICY = flags.DEFINE_enum("policy", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Dtype policy.")
+
+
+def main(argv):
+    del argv
+    result = benchmark.run(
+        MODELS.value,
+        OUT_DIR.value,
+        crop=tuple(int(c) for c in CROP.value),
+        batch_size=BATCH_SIZE.value,
+        steps=STEPS.value,
+        warmup=WARMUP.value,
+        rounds=ROUNDS.value,
+        policy=POLICY.value,
+        command=" ".join(["python", *sys.argv]),
+    )
+    print(benchmark.markdown(result))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,96 @@
+"""Tests of contextnet_tf.training.losses: ignored pixels, auxiliary-loss wiring, the L2 exclusions."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from contextnet_tf import build_model
+from contextnet_tf.training import losses
+
+
+def _numpy_ce(labels, logits, ignore=255):
+    valid = labels != ignore
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    picked = np.take_along_axis(log_probs, np.where(valid, labels, 0)[..., None], -1)[..., 0]
+    return -(picked * valid).sum(), valid.sum()
+
+
+def test_masked_cross_entropy_skips_the_ignore_label():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
+    labels = rng.integers(0, 5, (2, 3, 4)).astype(np.int32)
+    labels[0, 0] = 255
+    labels[1, :, 1] = 255
+    total, count = losses.masked_cross_entropy(labels, logits)
+    expected_total, expected_count = _numpy_ce(labels, logits)
+    assert float(count) == expected_count == 24 - 4 - 3
+    assert float(total) == pytest.approx(expected_total, rel=1e-5)
+    # Another dataset's ignore value is honoured the same way (CamVid void maps to 255, but the value is a parameter).
+    _, count_11 = losses.masked_cross_entropy(np.full((1, 2, 2), 11), logits[:1, :2, :2], ignore_label=11)
+    assert float(count_11) == 0
+
+
+def test_segmentation_losses_weight_auxiliary_heads_and_add_l2():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, (2, 8, 8)).astype(np.int32)
+    labels[:, :2] = 255
+    outputs = {name: rng.normal(size=(2, 8, 8, 4)).astype(np.float32) for name in ("logits", "aux_a", "aux_b")}
+    kernel = tf.Variable(rng.normal(size=(3, 3, 2, 2)).astype(np.float32))
+    parts = losses.segmentation_losses(outputs, labels, aux_weight=0.4, l2_variables=[kernel], weight_decay=4e-5)
+    mean = {name: _numpy_ce(labels, value)[0] / _numpy_ce(labels, value)[1] for name, value in outputs.items()}
+    l2 = 4e-5 * np.sum(kernel.numpy() ** 2) / 2  # TF-slim l2_regularizer
+    assert float(parts["ce"]) == pytest.approx(mean["logits"], rel=1e-5)
+    assert float(parts["aux_a"]) == pytest.approx(mean["aux_a"], rel=1e-5)  # reported unweighted
+    assert float(parts["l2"]) == pytest.approx(l2, rel=1e-5)
+    total = mean["logits"] + 0.4 * (mean["aux_a"] + mean["aux_b"]) + l2
+    assert float(parts["loss"]) == pytest.approx(total, rel=1e-5)
+    # A batch with no labelled pixel gives zero cross-entropy, not NaN.
+    empty = losses.segmentation_losses(outputs["logits"], np.full((2, 8, 8), 255))
+    assert float(empty["loss"]) == 0.0
+
+
+@pytest.mark.parametrize("aux_weight", [0.4, 0.0])
+def test_auxiliary_heads_get_gradients_only_through_their_weight(aux_weight):
+    model = build_model("fast_scnn", (64, 64, 3), num_classes=5, aux=True)
+    images = tf.random.uniform((2, 64, 64, 3), maxval=255.0, seed=1)
+    labels = tf.random.uniform((2, 64, 64), maxval=5, dtype=tf.int32, seed=2)
+    with tf.GradientTape() as tape:
+        parts = losses.segmentation_losses(model(images, training=True), labels, aux_weight=aux_weight)
+    variables = {v.path: v for v in model.trainable_variables}
+    grads = dict(zip(variables, tape.gradient(parts["loss"], list(variables.values()))))
+    aux_heads = [p for p in grads if p.startswith(("aux_ltd_", "aux_gfe_"))]
+    assert len(aux_heads) == 2 * 5  # conv kernel, bn gamma and beta, classifier kernel and bias per head
+    for path in aux_heads:
+        norm = 0.0 if grads[path] is None else float(tf.norm(grads[path]))
+        assert (norm > 0) == (aux_weight > 0), path
+    assert float(tf.norm(grads["cls_conv/kernel"])) > 0  # the main head always learns
+    assert set(parts) == {"loss", "ce", "l2", "aux_ltd", "aux_gfe"}
+
+
+def _layers_of(model, cls):
+    return [layer for layer in model.layers if isinstance(layer, cls)]
+
+
+@pytest.mark.parametrize("name", ["fast_scnn", "cn14", "cn124"])
+def test_l2_applies_to_conv_kernels_only(name):
+    model = build_model(name, (64, 64, 3), num_classes=19, aux=True)
+    selected = losses.l2_regularized_variables(model)
+    depthwise = _layers_of(model, keras.layers.DepthwiseConv2D)
+    convs = [layer for layer in _layers_of(model, keras.layers.Conv2D) if layer not in depthwise]
+    assert depthwise and convs
+    assert {id(v) for v in selected} == {id(layer.kernel) for layer in convs}
+    excluded = [layer.kernel for layer in depthwise] + [
+        v for layer in model.layers for v in layer.weights if not v.path.endswith("/kernel")
+    ]
+    assert not {id(v) for v in excluded} & {id(v) for v in selected}
+    paths = [v.path for v in selected]
+    assert "cls_conv/kernel" in paths and "cls_conv/bias" not in paths
+    assert not any(p.endswith(("gamma", "beta", "moving_mean", "depthwise_kernel")) for p in paths)
+    expected = 4e-5 * sum(np.sum(np.square(v.numpy())) for v in selected) / 2
+    assert float(losses.l2_loss(selected, 4e-5)) == pytest.approx(expected, rel=1e-5)
+    # The depthwise kernels get no gradient from the L2 term.
+    with tf.GradientTape() as tape:
+        value = losses.l2_loss(losses.l2_regularized_variables(model), 4e-5)
+    assert all(g is None for g in tape.gradient(value, [layer.kernel for layer in depthwise]))
