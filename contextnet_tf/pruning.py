@@ -113,6 +113,8 @@ def kept_channels(source, target):
     target_layouts, _, _ = channel_layouts(target)
     kept = {}
     for name, layout in layouts.items():
+        if name not in target_layouts:
+            raise ValueError(f"layer {name!r} of the source model is missing from the target model")
         for (key, size), (_, target_size) in zip(layout, target_layouts[name], strict=True):
             root = groups.find(key)
             if root in kept:
@@ -140,11 +142,16 @@ def _indices(layout, kept):
 
 
 def transfer_pruned_weights(source, target):
-    """Copies the kept filters of `source` into `target` (same architecture, same layer names, narrower)."""
+    """Copies the kept filters of `source` into `target` (same architecture, same layer names, narrower).
+
+    Layers of `target` that `source` does not have (auxiliary heads added for fine-tuning a logits-only model)
+    keep their fresh initialisation.
+    """
     layouts, _, input_layouts = channel_layouts(source)
     kept = kept_channels(source, target)
+    source_names = {layer.name for layer in source.layers}
     for layer in target.layers:
-        if not layer.weights:
+        if not layer.weights or layer.name not in source_names:
             continue
         src = source.get_layer(layer.name)
         out_idx = _indices(layouts[layer.name], kept)
