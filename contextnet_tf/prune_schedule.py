@@ -29,7 +29,7 @@ def stage_dir(workdir, index, width):
     return os.path.join(workdir, f"stage{index}_w{width:g}")
 
 
-def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=None):
+def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=None, finetune_lr=None):
     """Runs the schedule and returns one row per stage: {stage, width, params, miou, workdir}.
 
     Args:
@@ -37,6 +37,8 @@ def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=No
         widths: decreasing width multipliers, the first trained from scratch.
         wide_steps: steps of the first stage (default: `config.steps`).
         finetune_steps: steps of each later stage (default: `config.steps`).
+        finetune_lr: base learning rate of each later stage's poly schedule (default: `config.lr`). The paper does
+            not give one; fine-tuning a pruned network usually wants less than training from scratch.
 
     Writes ``{workdir}/pruning.json`` with the rows.
     """
@@ -46,8 +48,9 @@ def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=No
     rows, previous = [], None
     for index, width in enumerate(widths):
         steps = (wide_steps if index == 0 else finetune_steps) or config.steps
+        lr = config.lr if index == 0 or finetune_lr is None else finetune_lr
         stage_config = dataclasses.replace(
-            config, width=width, steps=steps, epochs=None, workdir=stage_dir(config.workdir, index, width)
+            config, width=width, steps=steps, epochs=None, lr=lr, workdir=stage_dir(config.workdir, index, width)
         )
         final_path = os.path.join(stage_config.workdir, "final.keras")
         metrics_path = os.path.join(stage_config.workdir, "val_metrics.json")
@@ -75,6 +78,7 @@ def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=No
                 width=width,
                 params=count_trainable_params(model),
                 steps=steps,
+                lr=lr,
                 miou=metrics.get("miou"),
                 workdir=stage_config.workdir,
             )

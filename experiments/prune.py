@@ -23,6 +23,7 @@ PRESET = flags.DEFINE_enum("preset", None, list(PRESETS), "Paper recipe to start
 WIDTHS = flags.DEFINE_list("widths", ["2", "1.5", "1.25", "1"], "Decreasing widths; the first is trained from scratch.")
 WIDE_STEPS = flags.DEFINE_integer("wide_steps", 1000, "Training steps of the widest network.")
 FINETUNE_STEPS = flags.DEFINE_integer("finetune_steps", 300, "Fine-tuning steps after each pruning step.")
+FINETUNE_LR = flags.DEFINE_float("finetune_lr", None, "Base learning rate of the fine-tuning stages (default: --lr).")
 BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Global batch size.")
 CROP = flags.DEFINE_list("crop", None, "Training crop: height,width.")
 OPTIMIZER = flags.DEFINE_enum("optimizer", None, ["rmsprop", "sgd"], "Optimiser.")
@@ -43,7 +44,8 @@ def main(argv):
     overrides.update({k: v for k, v in optional.items() if v is not None})
     config = TrainConfig.from_preset(PRESET.value, **overrides)
     rows = prune_schedule.run_schedule(config, widths=[float(w) for w in WIDTHS.value],
-                                       wide_steps=WIDE_STEPS.value, finetune_steps=FINETUNE_STEPS.value)
+                                       wide_steps=WIDE_STEPS.value, finetune_steps=FINETUNE_STEPS.value,
+                                       finetune_lr=FINETUNE_LR.value)
     print(prune_schedule.markdown_table(rows))
     print(f"wrote {WORKDIR.value}/pruning.json")
 

@@ -22,8 +22,9 @@ def test_schedule_runs_end_to_end_and_each_stage_is_the_width_build(city, tmp_pa
     config = TrainConfig(model="cn14-160", dataset="synthetic", data_dir=city, workdir=str(tmp_path / "prune"),
                          steps=2, batch_size=2, crop=(64, 128), eval_every=0, checkpoint_every=100, progress=False,
                          num_prediction_images=0)
-    rows = prune_schedule.run_schedule(config, wide_steps=3, finetune_steps=2)
+    rows = prune_schedule.run_schedule(config, wide_steps=3, finetune_steps=2, finetune_lr=0.01)
     assert [r["width"] for r in rows] == [2.0, 1.5, 1.25, 1.0]
+    assert [r["lr"] for r in rows] == [config.lr, 0.01, 0.01, 0.01]
     assert [r["steps"] for r in rows] == [3, 2, 2, 2]
     for row in rows:
         expected = count_trainable_params(build_model("cn14-160", (64, 128, 3), 19, width=row["width"]))
@@ -38,7 +39,7 @@ def test_schedule_runs_end_to_end_and_each_stage_is_the_width_build(city, tmp_pa
     assert table.count("\n") == 5 and "| 3 | 1x |" in table
 
     # Running again skips the finished stages and reports the same rows.
-    again = prune_schedule.run_schedule(config, wide_steps=3, finetune_steps=2)
+    again = prune_schedule.run_schedule(config, wide_steps=3, finetune_steps=2, finetune_lr=0.01)
     assert [r["params"] for r in again] == params
     assert [r["miou"] for r in again] == pytest.approx([r["miou"] for r in rows])
 
