@@ -84,6 +84,7 @@ def build_contextnet(
     detail_factors=(1,),
     width=1.0,
     name="contextnet",
+    branch=None,
 ):
     """Builds ContextNet as a Keras functional model.
 
@@ -97,6 +98,10 @@ def build_contextnet(
             ``(2, 1)`` is cn124. Shallow branches are fused into the context features one after the other.
         width: width multiplier applied to every layer's channels (cn14-500 and cn14-160 are thinner cn14).
         name: model name.
+        branch: None for ContextNet; ``"context"`` or ``"detail"`` for the single-branch networks of the paper's
+            ensemble study (section 3.2, "ContextNet vs Ensemble Nets": the branches trained independently). The
+            branch's last features go straight to the dropout and the classifier (no fusion unit); the detail-only
+            network has no auxiliary head (with `aux` its dict holds ``logits`` only).
 
     Returns:
         A `keras.Model` from float32 RGB images in [0, 255], (batch, H, W, 3), to logits (batch, H, W, num_classes)
@@ -111,8 +116,21 @@ def build_contextnet(
     image = keras.Input(shape=input_shape, name="image")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="input_scaling")(image)
 
+    if branch not in (None, "context", "detail"):
+        raise ValueError(f"branch must be None, 'context' or 'detail', got {branch!r}")
+    if branch == "detail":
+        features = detail_branch(x, ch, act, "detail")
+        logits = _classifier(features, num_classes, height, width_px)
+        return keras.Model(image, {"logits": logits} if aux else logits, name=name)
+
     context_input = _downscale(x, context_factor, name="context_downscale")
     context = context_branch(context_input, ch, act)
+    if branch == "context":
+        logits = _classifier(context, num_classes, height, width_px)
+        if not aux:
+            return keras.Model(image, logits, name=name)
+        aux_logits = blocks.aux_head(context, num_classes, (height, width_px), act, name="aux_context")
+        return keras.Model(image, {"logits": logits, "aux_context": aux_logits}, name=name)
 
     fused, fused_factor = context, context_factor
     for j, factor in enumerate(detail_factors):
@@ -125,9 +143,7 @@ def build_contextnet(
         fused = blocks.feature_fusion(detail, fused, ch(FUSION_CHANNELS), dilation, act, name=fusion_name)
         fused_factor = factor
 
-    x = keras.layers.Dropout(DROPOUT, name="cls_dropout")(fused)
-    x = blocks.classifier_conv(x, num_classes, name="cls_conv")
-    logits = Resize(height, width_px, dtype="float32", name="logits")(x)
+    logits = _classifier(fused, num_classes, height, width_px)
 
     if not aux:
         return keras.Model(image, logits, name=name)
@@ -138,6 +154,12 @@ def build_contextnet(
     return keras.Model(image, outputs, name=name)
 
 
+def _classifier(features, num_classes, height, width):
+    x = keras.layers.Dropout(DROPOUT, name="cls_dropout")(features)
+    x = blocks.classifier_conv(x, num_classes, name="cls_conv")
+    return Resize(height, width, dtype="float32", name="logits")(x)
+
+
 # Table 4 variants: keyword arguments of `build_contextnet`.
 VARIANTS = {
     "cn14": dict(context_factor=4),
@@ -146,4 +168,11 @@ VARIANTS = {
     "cn124": dict(context_factor=4, detail_factors=(2, 1)),
     "cn14-500": dict(context_factor=4, width=0.72),
     "cn14-160": dict(context_factor=4, width=0.4),
+}
+
+# The single-branch networks of the ensemble study (section 3.2); not Table 4 variants, so not in `MODEL_NAMES`, but
+# `build_model`, training and prediction accept them by name.
+ABLATION_VARIANTS = {
+    "cn14-context": dict(context_factor=4, branch="context"),
+    "cn14-detail": dict(branch="detail"),
 }

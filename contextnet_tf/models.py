@@ -3,13 +3,16 @@
 from contextnet_tf import contextnet, fast_scnn
 
 MODEL_NAMES = tuple(fast_scnn.VARIANTS) + tuple(contextnet.VARIANTS)
+# ContextNet's single-branch networks (the paper's ensemble study): buildable and trainable by name.
+ABLATION_NAMES = tuple(contextnet.ABLATION_VARIANTS)
 
 
 def build_model(name, input_shape=(1024, 2048, 3), num_classes=19, aux=False, width=1.0):
     """Builds a network by name.
 
     Args:
-        name: one of ``fast_scnn``, ``cn14``, ``cn12``, ``cn18``, ``cn124``, ``cn14-500``, ``cn14-160``.
+        name: one of ``fast_scnn``, ``cn14``, ``cn12``, ``cn18``, ``cn124``, ``cn14-500``, ``cn14-160``, or one of
+            `ABLATION_NAMES` (``cn14-context``, ``cn14-detail``: ContextNet's branches alone).
         input_shape: (height, width, 3); any static size, not only multiples of 32.
         num_classes: number of classes of the logits.
         aux: if True the model returns a dict with key ``logits`` plus one key per auxiliary head
@@ -36,7 +39,10 @@ def build_model(name, input_shape=(1024, 2048, 3), num_classes=19, aux=False, wi
         kwargs = dict(contextnet.VARIANTS[name])
         kwargs["width"] = kwargs.get("width", 1.0) * width
         return contextnet.build_contextnet(input_shape, num_classes, aux, name=_model_name(name), **kwargs)
-    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if name in contextnet.ABLATION_VARIANTS:
+        kwargs = dict(contextnet.ABLATION_VARIANTS[name])
+        return contextnet.build_contextnet(input_shape, num_classes, aux, name=_model_name(name), width=width, **kwargs)
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES + ABLATION_NAMES)}")
 
 
 def _model_name(name):

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from contextnet_tf import contextnet, data, fast_scnn
 from contextnet_tf.layers import Resize
-from contextnet_tf.models import MODEL_NAMES, build_model
+from contextnet_tf.models import ABLATION_NAMES, MODEL_NAMES, build_model
 
 FORMATS = ("color", "overlay", "labelids")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
@@ -31,7 +31,7 @@ _BASE_STEM_CHANNELS = 32  # ltd_conv1 (Fast-SCNN Table 1) and context_conv1 (Con
 
 
 def _variant(model):
-    for name in MODEL_NAMES:
+    for name in MODEL_NAMES + ABLATION_NAMES:
         if model.name in (name, name.replace("-", "_")):
             return name
     return None
@@ -47,7 +47,8 @@ def _weight_shapes(model):
 
 
 def _candidate_widths(model, variant):
-    variant_width = {**fast_scnn.VARIANTS, **contextnet.VARIANTS}[variant].get("width", 1.0)
+    variants = {**fast_scnn.VARIANTS, **contextnet.VARIANTS, **contextnet.ABLATION_VARIANTS}
+    variant_width = variants[variant].get("width", 1.0)
     widths = [1.0, 2.0]
     convs = [layer for layer in model.layers if type(layer) is keras.layers.Conv2D]
     if convs:

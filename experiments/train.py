@@ -17,10 +17,13 @@ import logging
 from absl import app, flags
 
 from contextnet_tf import MODEL_NAMES
+from contextnet_tf.models import ABLATION_NAMES
 from contextnet_tf.training import PRESETS, NonFiniteLossError, TrainConfig, train
 from contextnet_tf.training.config import OPTIMIZERS, PRECISIONS, STRATEGIES
 
-MODEL = flags.DEFINE_enum("model", None, list(MODEL_NAMES), "Network to train.", required=True)
+MODEL = flags.DEFINE_enum(
+    "model", None, list(MODEL_NAMES + ABLATION_NAMES), "Network to train.", required=True
+)
 DATASET = flags.DEFINE_enum("dataset", None, ["cityscapes", "camvid", "synthetic"], "Dataset.", required=True)
 DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset root.", required=True)
 WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (resumed if it holds a run).", required=True)

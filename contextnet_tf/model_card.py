@@ -1,0 +1,215 @@
+"""Publishing a trained run as a pretrained model: the ``.keras`` file, its evaluation and a model card.
+
+    python experiments/model_card.py --run=runs/fast_scnn_camvid --name=fast_scnn_camvid --out_dir=pretrained \
+        --data_dir=../shared/data/camvid --eval_flip --eval_scales=1,1.25,1.5
+
+`publish` reads a run folder (`contextnet_tf.training` layout: ``config.json``, ``metrics.jsonl``, TensorBoard events,
+``final.keras`` / ``best.keras``), evaluates the chosen weights on the validation split (plain, and with the
+test-time augmentation given), and writes into `out_dir`:
+
+* ``{name}.keras``: the inference model (logits only, float32), loadable by `experiments/evaluate.py`,
+  `experiments/predict.py`, `experiments/export.py` and `keras.saving.load_model`;
+* ``{name}.md``: the model card: data, the exact training command, recipe, steps, wall time and hardware, val mIoU
+  with the per-class table, the evaluation command, how to use it, limits;
+* ``{name}.json``: the evaluation metrics (`contextnet_tf.evaluation` format, both settings);
+* ``{name}_curve.png``: the training curve (train loss, val mIoU during training).
+"""
+
+import json
+import os
+import shutil
+
+import keras
+import tensorflow as tf
+
+from contextnet_tf import data, evaluation
+from contextnet_tf.profiling import count_trainable_params
+from contextnet_tf.training import TrainConfig
+
+_FLAG_FIELDS = (
+    "model", "dataset", "data_dir", "workdir", "preset", "steps", "epochs", "batch_size", "crop", "scale_range",
+    "strategy", "optimizer", "lr", "lr_power", "momentum", "weight_decay", "aux_weight", "width", "mixed_precision",
+    "precision", "seed", "deterministic", "cache", "label_source", "train_split", "val_split", "eval_every",
+    "eval_flip", "eval_scales", "checkpoint_every", "log_every",
+)
+
+
+def read_config(run_dir):
+    """The run's resolved `TrainConfig` (from ``config.json``), with a clear error for a folder that is not a run."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{run_dir} is not a training run folder: {path} is missing")
+    with open(path) as f:
+        return TrainConfig.from_json(f.read())
+
+
+def _flag_value(value):
+    if isinstance(value, (tuple, list)):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def train_command(config):
+    """The `experiments/train.py` command line that reproduces `config`: the preset plus every field that differs
+    from it (booleans as ``--flag`` / ``--noflag``)."""
+    overrides = {} if config.steps is None else {"steps": config.steps}
+    reference = TrainConfig.from_preset(config.preset, **overrides)
+    parts = ["python experiments/train.py"]
+    for field in _FLAG_FIELDS:
+        value = getattr(config, field)
+        always = field in ("model", "dataset", "data_dir", "workdir", "preset", "steps")
+        if value is None or (not always and value == getattr(reference, field)):
+            continue
+        if isinstance(value, tuple) and value == tuple(getattr(reference, field) or ()) and not always:
+            continue
+        if isinstance(value, bool):
+            parts.append(f"--{field}" if value else f"--no{field}")
+        else:
+            parts.append(f"--{field}={_flag_value(value)}")
+    return " \\\n    ".join(parts)
+
+
+def training_wall_time(run_dir):
+    """Seconds from the first to the last train scalar in the run's TensorBoard events (None without events).
+
+    Gaps of more than 10 minutes between consecutive events (a killed and later resumed run) are left out.
+    """
+    folder = os.path.join(run_dir, "tensorboard", "train")
+    if not os.path.isdir(folder):
+        return None
+    times = []
+    for name in sorted(os.listdir(folder)):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+            if event.summary.value:
+                times.append(event.wall_time)
+    times.sort()
+    if len(times) < 2:
+        return None
+    return float(sum(b - a for a, b in zip(times, times[1:]) if b - a < 600))
+
+
+def _per_class_table(plain, tta, tta_label):
+    lines = [f"| class | IoU % | IoU % ({tta_label}) |", "|---|---:|---:|"] if tta else [
+        "| class | IoU % |", "|---|---:|"]
+    for name, value in plain["class_iou"].items():
+        cell = "-" if value is None else f"{100 * value:.1f}"
+        if tta:
+            other = tta["class_iou"][name]
+            lines.append(f"| {name} | {cell} | {'-' if other is None else f'{100 * other:.1f}'} |")
+        else:
+            lines.append(f"| {name} | {cell} |")
+    mean = f"| **mean (mIoU)** | **{100 * plain['miou']:.1f}** |"
+    lines.append(mean + (f" **{100 * tta['miou']:.1f}** |" if tta else ""))
+    return "\n".join(lines)
+
+
+def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=False, scales=(1.0,), split="val",
+            hardware=None, notes=None, log=print):
+    """Evaluates a run's model and writes ``{name}.keras``, ``.md``, ``.json`` and ``_curve.png`` to `out_dir`.
+
+    Args:
+        run_dir: the training run folder.
+        name: file stem of the published model (e.g. ``fast_scnn_camvid``).
+        out_dir: where to write (e.g. ``pretrained/``).
+        data_dir: dataset root for the evaluation (default: the run's own `data_dir`).
+        checkpoint: ``final`` (the end of the schedule) or ``best`` (best val mIoU seen during training).
+        flip, scales: test-time augmentation of the second evaluation (none: only the plain one).
+        split: the split to evaluate.
+        hardware: a line describing where the run trained (default: this machine's CPU).
+        notes: extra markdown for the card (what was tried, limits).
+
+    Returns:
+        dict with ``plain`` and (if any augmentation) ``tta`` metrics and the written paths.
+    """
+    from contextnet_tf.quickstart import plot_training_curve
+    from contextnet_tf.timing import environment
+
+    if checkpoint not in ("final", "best"):
+        raise ValueError(f"checkpoint must be 'final' or 'best', got {checkpoint!r}")
+    config = read_config(run_dir)
+    model_path = os.path.join(run_dir, f"{checkpoint}.keras")
+    if not os.path.exists(model_path):
+        raise FileNotFoundError(f"{model_path} does not exist: has the run in {run_dir} finished?")
+    data_dir = data_dir or config.data_dir
+    model = keras.saving.load_model(model_path, compile=False)
+    info = data.get_info(config.dataset)
+
+    def run_eval(**kwargs):
+        batches = data.make_dataset(config.dataset, data_dir, split, training=False, batch_size=1)
+        return evaluation.evaluate(model, batches, info, **kwargs)
+
+    log(f"evaluating {model_path} on {config.dataset} {split} ...")
+    plain = run_eval()
+    augmented = flip or tuple(scales) != (1.0,)
+    tta = run_eval(flip=flip, scales=tuple(scales)) if augmented else None
+    tta_label = "+".join(filter(None, ["flip" if flip else "", f"scales {','.join(f'{s:g}' for s in scales)}"
+                                       if tuple(scales) != (1.0,) else ""]))
+    os.makedirs(out_dir, exist_ok=True)
+    keras_path = os.path.join(out_dir, f"{name}.keras")
+    shutil.copyfile(model_path, keras_path)
+    metrics_path = os.path.join(out_dir, f"{name}.json")
+    evaluation.write_json({"plain": plain, **({"tta": tta, "tta_setting": tta_label} if tta else {})}, metrics_path)
+    curve_path = os.path.join(out_dir, f"{name}_curve.png")
+    plot_training_curve(os.path.join(run_dir, "metrics.jsonl"), curve_path, plain["miou"], config.steps)
+
+    seconds = training_wall_time(run_dir)
+    num_train = len(data.list_examples(config.dataset, config.data_dir, config.train_split))
+    steps = config.total_steps(num_train)
+    env = environment()
+    hardware = hardware or f"{env['cpu']} ({env['cpu_count']} cores), TensorFlow {env['versions'].get('tensorflow')}"
+    eval_command = (f"python experiments/evaluate.py --model={keras_path} --dataset={config.dataset} "
+                    f"--data_dir={data_dir} --split={split}")
+    eval_tta = eval_command + (" --flip" if flip else "") + (
+        f" --scales={','.join(f'{s:g}' for s in scales)}" if tuple(scales) != (1.0,) else "")
+    card = f"""# {name}
+
+`{config.model}` ({count_trainable_params(model):,} parameters) trained from scratch on {config.dataset}
+`{config.train_split}` ({num_train} images), evaluated on `{split}`.
+
+| | |
+|---|---|
+| val mIoU | **{100 * plain['miou']:.1f}%** (single scale){f" / **{100 * tta['miou']:.1f}%** ({tta_label})" if tta else ""} |
+| pixel accuracy | {100 * plain['pixel_accuracy']:.1f}% |
+| input | float32 RGB in [0, 255], any size (built at {model.input_shape[1]}x{model.input_shape[2]}; \
+`contextnet_tf.prediction` rebuilds it at other sizes) |
+| output | logits, {info.num_classes} classes: {", ".join(info.class_names)} |
+| weights | `{checkpoint}.keras` of the run (step {steps}) |
+| training | {steps} steps ({steps * config.batch_size / num_train:.0f} epochs) of batch {config.batch_size}, \
+crops {config.crop[0]}x{config.crop[1]}, random scale {config.scale_range[0]:g}-{config.scale_range[1]:g}, flips and \
+colour jitter; {config.optimizer} lr {config.lr:g} poly {config.lr_power:g}, momentum {config.momentum:g}, \
+L2 {config.weight_decay:g}, auxiliary losses {config.aux_weight:g} |
+| wall time | {"unknown" if seconds is None else f"{seconds / 60:.0f} minutes"} on {hardware} |
+
+## Training command
+
+```bash
+{train_command(config)}
+```
+
+![training curve]({os.path.basename(curve_path)})
+
+## Evaluation
+
+```bash
+{eval_command}
+{eval_tta if tta else ""}
+```
+
+{_per_class_table(plain, tta, tta_label)}
+
+## Use
+
+```bash
+python experiments/predict.py --model={keras_path} --input=IMAGES --output_dir=OUT --format=overlay
+python experiments/export.py --model={keras_path} --format=saved_model --output=OUT/saved_model
+```
+
+{notes or ""}
+"""
+    card_path = os.path.join(out_dir, f"{name}.md")
+    with open(card_path, "w") as f:
+        f.write(card)
+    log(f"wrote {keras_path}, {card_path}, {metrics_path}, {curve_path}")
+    return {"plain": plain, "tta": tta, "paths": [keras_path, card_path, metrics_path, curve_path]}

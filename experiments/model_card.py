@@ -1,0 +1,39 @@
+"""Publishes a finished training run as a pretrained model: ``.keras`` file, model card, metrics, training curve.
+
+    python experiments/model_card.py --run=runs/fast_scnn_camvid --name=fast_scnn_camvid --out_dir=pretrained \
+        --data_dir=../shared/data/camvid --eval_flip --eval_scales=1,1.25,1.5
+
+See `contextnet_tf.model_card` for what is written.
+"""
+
+from absl import app, flags
+
+from contextnet_tf import model_card
+
+RUN = flags.DEFINE_string("run", None, "Training run folder (experiments/train.py --workdir).", required=True)
+NAME = flags.DEFINE_string("name", None, "File stem of the published model, e.g. fast_scnn_camvid.", required=True)
+OUT_DIR = flags.DEFINE_string("out_dir", "pretrained", "Where the files go.")
+DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset root for the evaluation (default: the run's).")
+CHECKPOINT = flags.DEFINE_enum("checkpoint", "final", ["final", "best"], "Which weights of the run to publish.")
+SPLIT = flags.DEFINE_string("split", "val", "Split to evaluate.")
+EVAL_FLIP = flags.DEFINE_bool("eval_flip", False, "Also evaluate with flip averaging.")
+EVAL_SCALES = flags.DEFINE_list("eval_scales", ["1"], "Also evaluate averaging these input scales.")
+HARDWARE = flags.DEFINE_string("hardware", None, "Where the run trained (default: this machine's CPU).")
+NOTES = flags.DEFINE_string("notes", None, "Markdown file whose text is appended to the card.")
+
+
+def main(argv):
+    del argv
+    notes = None
+    if NOTES.value:
+        with open(NOTES.value) as f:
+            notes = f.read()
+    model_card.publish(
+        RUN.value, NAME.value, OUT_DIR.value, data_dir=DATA_DIR.value, checkpoint=CHECKPOINT.value,
+        flip=EVAL_FLIP.value, scales=tuple(float(s) for s in EVAL_SCALES.value), split=SPLIT.value,
+        hardware=HARDWARE.value, notes=notes,
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
