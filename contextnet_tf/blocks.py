@@ -40,6 +40,16 @@ def _activation(x, activation, name):
     return keras.layers.Activation(activation, name=name)(x)
 
 
+def image_input(input_shape):
+    """The networks' input: float32 RGB in [0, 255], scaled to [-1, 1] by layer ``input_scaling``.
+
+    The one place where the model normalises its input (the data pipeline hands over 0-255 pixels), so exported and
+    folded models take raw pixels. Returns ``(keras.Input, scaled tensor)``.
+    """
+    image = keras.Input(shape=input_shape, name="image")
+    return image, keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="input_scaling")(image)
+
+
 def conv_bn_act(x, filters, kernel_size=3, strides=1, activation="relu", name=None):
     """Conv2D (no bias) -> batch norm -> activation. `activation=None` gives a linear conv-BN."""
     x = keras.layers.Conv2D(

@@ -113,8 +113,7 @@ def build_contextnet(
     def ch(c):
         return blocks.scale_channels(c, width)
 
-    image = keras.Input(shape=input_shape, name="image")
-    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="input_scaling")(image)
+    image, x = blocks.image_input(input_shape)
 
     if branch not in (None, "context", "detail"):
         raise ValueError(f"branch must be None, 'context' or 'detail', got {branch!r}")

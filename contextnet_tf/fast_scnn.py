@@ -53,8 +53,7 @@ def build_fast_scnn(input_shape=(1024, 2048, 3), num_classes=19, aux=False, widt
     def ch(c):
         return blocks.scale_channels(c, width)
 
-    image = keras.Input(shape=input_shape, name="image")
-    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="input_scaling")(image)
+    image, x = blocks.image_input(input_shape)
 
     # Learning to downsample.
     for i, (kind, channels, stride) in enumerate(LEARNING_TO_DOWNSAMPLE, start=1):
