@@ -28,7 +28,7 @@ from contextnet_tf.training import TrainConfig
 
 _FLAG_FIELDS = (
     "model", "dataset", "data_dir", "workdir", "preset", "steps", "epochs", "batch_size", "crop", "scale_range",
-    "strategy", "optimizer", "lr", "lr_power", "momentum", "weight_decay", "aux_weight", "width", "mixed_precision",
+    "strategy", "optimizer", "lr", "lr_power", "momentum", "weight_decay", "aux_weight", "class_weighting", "init_from", "width", "mixed_precision",
     "precision", "seed", "deterministic", "cache", "label_source", "train_split", "val_split", "eval_every",
     "eval_flip", "eval_scales", "checkpoint_every", "log_every",
 )
@@ -105,6 +105,16 @@ def _per_class_table(plain, tta, tta_label):
     return "\n".join(lines)
 
 
+def _extras(config):
+    """The recipe's departures from the papers' loss and initialisation, for the card's training row."""
+    parts = []
+    if config.class_weighting != "none":
+        parts.append(f"{config.class_weighting} class weighting (run's class_weights.json)")
+    if config.init_from:
+        parts.append(f"initialised from `{config.init_from}`")
+    return "".join(f"; {part}" for part in parts)
+
+
 def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=False, scales=(1.0,), split="val",
             hardware=None, notes=None, log=print):
     """Evaluates a run's model and writes ``{name}.keras``, ``.md``, ``.json`` and ``_curve.png`` to `out_dir`.
@@ -179,7 +189,7 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
 | training | {steps} steps ({steps * config.batch_size / num_train:.0f} epochs) of batch {config.batch_size}, \
 crops {config.crop[0]}x{config.crop[1]}, random scale {config.scale_range[0]:g}-{config.scale_range[1]:g}, flips and \
 colour jitter; {config.optimizer} lr {config.lr:g} poly {config.lr_power:g}, momentum {config.momentum:g}, \
-L2 {config.weight_decay:g}, auxiliary losses {config.aux_weight:g} |
+L2 {config.weight_decay:g}, auxiliary losses {config.aux_weight:g}{_extras(config)} |
 | wall time | {"unknown" if seconds is None else f"{seconds / 60:.0f} minutes"} on {hardware} |
 
 ## Training command

@@ -19,7 +19,7 @@ from absl import app, flags
 from contextnet_tf import MODEL_NAMES
 from contextnet_tf.models import ABLATION_NAMES
 from contextnet_tf.training import PRESETS, NonFiniteLossError, TrainConfig, train
-from contextnet_tf.training.config import OPTIMIZERS, PRECISIONS, STRATEGIES
+from contextnet_tf.training.config import CLASS_WEIGHTINGS, OPTIMIZERS, PRECISIONS, STRATEGIES
 
 MODEL = flags.DEFINE_enum(
     "model", None, list(MODEL_NAMES + ABLATION_NAMES), "Network to train.", required=True
@@ -41,6 +41,9 @@ LR_POWER = flags.DEFINE_float("lr_power", None, "Power of the poly schedule.")
 MOMENTUM = flags.DEFINE_float("momentum", None, "Momentum.")
 WEIGHT_DECAY = flags.DEFINE_float("weight_decay", None, "L2 factor on convolution kernels.")
 AUX_WEIGHT = flags.DEFINE_float("aux_weight", None, "Weight of each auxiliary loss (0: no auxiliary heads).")
+CLASS_WEIGHTING = flags.DEFINE_enum("class_weighting", None, list(CLASS_WEIGHTINGS),
+                                     "Per-class loss weights from the training labels (not in the papers).")
+INIT_FROM = flags.DEFINE_string("init_from", None, "A .keras model whose weights initialise layers of the same name.")
 WIDTH = flags.DEFINE_float("width", None, "Extra width multiplier.")
 MIXED_PRECISION = flags.DEFINE_bool("mixed_precision", None, "16-bit compute, float32 weights.")
 PRECISION = flags.DEFINE_enum("precision", None, list(PRECISIONS), "16-bit type of --mixed_precision.")
@@ -72,6 +75,7 @@ _FIELDS = {
     "strategy": (STRATEGY, str), "sync_batch_norm": (SYNC_BATCH_NORM, bool), "optimizer": (OPTIMIZER, str),
     "lr": (LR, float), "lr_power": (LR_POWER, float), "momentum": (MOMENTUM, float),
     "weight_decay": (WEIGHT_DECAY, float), "aux_weight": (AUX_WEIGHT, float), "width": (WIDTH, float),
+    "class_weighting": (CLASS_WEIGHTING, str), "init_from": (INIT_FROM, str),
     "mixed_precision": (MIXED_PRECISION, bool), "precision": (PRECISION, str), "seed": (SEED, int),
     "deterministic": (DETERMINISTIC, bool), "deterministic_ops": (DETERMINISTIC_OPS, bool), "cache": (CACHE, bool),
     "label_source": (LABEL_SOURCE, str),

@@ -78,3 +78,13 @@ def test_publish_errors_name_the_folder(tmp_path):
         model_card.publish(str(tmp_path), "x", str(tmp_path / "out"))
     with pytest.raises(ValueError, match="checkpoint"):
         model_card.publish(str(tmp_path), "x", str(tmp_path / "out"), checkpoint="last")
+
+
+def test_card_names_class_weighting_and_initialisation(finished_run):
+    config, _ = finished_run
+    assert model_card._extras(config) == ""
+    tuned = TrainConfig(**{**json.loads(config.to_json()), "class_weighting": "enet", "init_from": "runs/a/final.keras"})
+    extras = model_card._extras(tuned)
+    assert "enet class weighting" in extras and "initialised from `runs/a/final.keras`" in extras
+    command = model_card.train_command(tuned)
+    assert "--class_weighting=enet" in command and "--init_from=runs/a/final.keras" in command

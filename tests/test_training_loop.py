@@ -122,3 +122,42 @@ def test_mixed_precision_bfloat16_trains(city, tmp_path):
     assert result.model.get_layer("cls_conv").kernel.dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     assert not isinstance(result.model.output, dict)  # aux_weight=0: no auxiliary heads
+
+
+def test_class_weighting_is_computed_once_and_stored(city, tmp_path):
+    config = _config(city, tmp_path, steps=2, class_weighting="median_frequency")
+    train(config)
+    with open(os.path.join(str(tmp_path), "class_weights.json")) as f:
+        stored = json.load(f)
+    info = data.get_info("synthetic")
+    assert stored["method"] == "median_frequency" and stored["classes"] == list(info.class_names)
+    expected = loop.losses.class_weights(stored["pixels"], stored["image_pixels"], "median_frequency")
+    np.testing.assert_allclose(stored["weights"], expected, rtol=1e-6)
+    present = np.array(stored["pixels"]) > 0
+    assert present.sum() >= 5 and np.median(np.array(stored["weights"])[present]) == pytest.approx(1.0, rel=1e-5)
+    assert loop.run_class_weights(loop.RunDir(str(tmp_path)), config, info).tolist() == pytest.approx(
+        stored["weights"])
+    with pytest.raises(ValueError, match="class_weighting"):
+        _config(city, tmp_path, class_weighting="inverse")
+
+
+def test_init_from_copies_weights_by_layer_name(city, tmp_path):
+    first = train(_config(city, tmp_path / "a", steps=2, aux_weight=0.0))
+    source = os.path.join(str(tmp_path / "a"), "final.keras")
+    model = keras.saving.load_model(source, compile=False)
+    # A training model with auxiliary heads, initialised from the inference model: shared layers equal it.
+    config = _config(city, tmp_path / "b", steps=1, init_from=source, lr=0.0, weight_decay=0.0)
+    target = loop.build_model("fast_scnn", (64, 96, 3), model.output_shape[-1], aux=True)
+    loop.initialise_from(target, source)
+    for layer in model.layers:
+        for w, v in zip(layer.get_weights(), target.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(w, v)
+    assert first.completed and train(config).completed
+    with pytest.raises(FileNotFoundError, match="init_from"):
+        loop.initialise_from(target, str(tmp_path / "missing.keras"))
+    other = loop.build_model("cn14", (64, 96, 3), model.output_shape[-1])
+    with pytest.raises(ValueError, match="not in .*same network"):
+        loop.initialise_from(other, source)
+    wider = loop.build_model("fast_scnn", (64, 96, 3), model.output_shape[-1], width=2.0)
+    with pytest.raises(ValueError, match="has weights"):
+        loop.initialise_from(wider, source)

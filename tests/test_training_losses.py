@@ -94,3 +94,43 @@ def test_l2_applies_to_conv_kernels_only(name):
     with tf.GradientTape() as tape:
         value = losses.l2_loss(losses.l2_regularized_variables(model), 4e-5)
     assert all(g is None for g in tape.gradient(value, [layer.kernel for layer in depthwise]))
+
+
+def test_class_weighted_cross_entropy_matches_numpy():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(2, 3, 4, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, (2, 3, 4)).astype(np.int32)
+    labels[0, 0] = 255
+    weights = np.array([0.5, 2.0, 4.0], np.float32)
+    total, count = losses.masked_cross_entropy(labels, logits, class_weights=weights)
+    valid = labels != 255
+    pixel_weight = np.where(valid, weights[np.where(valid, labels, 0)], 0.0)
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    picked = np.take_along_axis(log_probs, np.where(valid, labels, 0)[..., None], -1)[..., 0]
+    assert float(count) == pytest.approx(pixel_weight.sum(), rel=1e-6)
+    assert float(total) == pytest.approx(-(picked * pixel_weight).sum(), rel=1e-5)
+    # Uniform weights give back the unweighted mean.
+    t1, c1 = losses.masked_cross_entropy(labels, logits, class_weights=np.full(3, 3.0, np.float32))
+    t0, c0 = losses.masked_cross_entropy(labels, logits)
+    assert float(t1 / c1) == pytest.approx(float(t0 / c0), rel=1e-6)
+
+
+def test_class_frequencies_and_weights_by_hand():
+    # Image 1: 6 labelled pixels (class 0 x4, class 1 x2) and 2 ignored; image 2: 4 pixels of class 0; class 2 absent.
+    a = np.array([[0, 0, 0, 0], [1, 1, 255, 255]])
+    b = np.zeros((2, 2), np.int64)
+    pixels, image_pixels = losses.class_frequencies([a, b], 3)
+    assert pixels.tolist() == [8, 2, 0] and image_pixels.tolist() == [10, 6, 0]
+    # Median frequency: f = [8/10, 2/6]; median 0.5667; weights median / f; the absent class gets 0.
+    weights = losses.class_weights(pixels, image_pixels, "median_frequency")
+    f = np.array([0.8, 2 / 6])
+    np.testing.assert_allclose(weights, [np.median(f) / 0.8, np.median(f) / (2 / 6), 0.0], rtol=1e-6)
+    # ENet: 1 / ln(1.02 + p) with p the share of all labelled pixels (8/10, 2/10).
+    np.testing.assert_allclose(losses.class_weights(pixels, image_pixels, "enet"),
+                               [1 / np.log(1.02 + 0.8), 1 / np.log(1.02 + 0.2), 0.0], rtol=1e-6)
+    np.testing.assert_array_equal(losses.class_weights(pixels, image_pixels, "none"), [1, 1, 1])
+    with pytest.raises(ValueError, match="class weighting"):
+        losses.class_weights(pixels, image_pixels, "inverse")
+    with pytest.raises(ValueError, match="not a class"):
+        losses.class_frequencies([np.array([[3]])], 3)

@@ -9,6 +9,7 @@ from contextnet_tf.training.presets import PRESETS
 OPTIMIZERS = ("rmsprop", "sgd")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("auto", "float16", "bfloat16")
+CLASS_WEIGHTINGS = ("none", "median_frequency", "enet")
 
 # Fields whose change makes a checkpoint unloadable or a resumed run a different experiment.
 _STRUCTURAL_FIELDS = ("model", "width", "dataset", "optimizer", "aux_weight", "mixed_precision")
@@ -34,6 +35,11 @@ class TrainConfig:
         momentum: momentum of either optimiser.
         weight_decay: L2 factor on convolution kernels (not depthwise kernels, biases or batch norm).
         aux_weight: weight of each auxiliary loss; 0 trains the model without its auxiliary heads.
+        class_weighting: ``none`` (the papers), ``median_frequency`` or ``enet``: per-class weights of the
+            cross-entropies, computed from the training split's labels (`losses.class_weights`) and stored in the run
+            folder as ``class_weights.json``.
+        init_from: a ``.keras`` model whose weights initialise the layers of the same name and shape before step 1
+            (fine-tuning a finished run); a resumed run restores its own checkpoint instead.
         width: extra width multiplier passed to `build_model`.
         mixed_precision: compute in 16-bit floats with float32 weights.
         precision: ``auto`` (float16 with loss scaling on GPU, bfloat16 elsewhere), ``float16`` or ``bfloat16``.
@@ -76,6 +82,8 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 4e-5
     aux_weight: float = 0.4
+    class_weighting: str = "none"
+    init_from: str | None = None
     width: float = 1.0
     mixed_precision: bool = False
     precision: str = "auto"
@@ -106,6 +114,8 @@ class TrainConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.class_weighting not in CLASS_WEIGHTINGS:
+            raise ValueError(f"class_weighting must be one of {CLASS_WEIGHTINGS}, got {self.class_weighting!r}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.precision not in PRECISIONS:

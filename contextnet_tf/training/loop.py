@@ -11,13 +11,17 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import shutil
 import tempfile
 
+import cv2
 import keras
+import numpy as np
 import tensorflow as tf
 
 from contextnet_tf import data
+from contextnet_tf.data import labels as labels_lib
 from contextnet_tf.models import build_model
 from contextnet_tf.prediction import copy_weights_by_name
 from contextnet_tf.training import checkpoints, distribute, inputs, losses, optim
@@ -77,14 +81,14 @@ def dtype_policy(name):
         keras.config.set_dtype_policy(previous)
 
 
-def make_train_step(strategy, model, optimizer, *, ignore_label, aux_weight, weight_decay):
+def make_train_step(strategy, model, optimizer, *, ignore_label, aux_weight, weight_decay, class_weights=None):
     """A `tf.function` running one optimiser step on a distributed batch; returns the global loss parts.
 
     Args:
         strategy: the strategy `model` and `optimizer` were created under.
         model: the training model (logits, or the aux dict).
         optimizer: a built Keras optimiser (possibly a `LossScaleOptimizer`).
-        ignore_label, aux_weight, weight_decay: see `losses.segmentation_losses`.
+        ignore_label, aux_weight, weight_decay, class_weights: see `losses.segmentation_losses`.
 
     Returns:
         ``step(batch) -> {"loss", "ce", "l2", <aux heads>}`` of float32 scalars, summed over replicas (so each is
@@ -102,6 +106,7 @@ def make_train_step(strategy, model, optimizer, *, ignore_label, aux_weight, wei
                 aux_weight=aux_weight,
                 l2_variables=l2_variables,
                 weight_decay=weight_decay,
+                class_weights=class_weights,
             )
             scaled_loss = optimizer.scale_loss(parts["loss"])
         gradients = tape.gradient(scaled_loss, model.trainable_variables)
@@ -119,6 +124,67 @@ def make_train_step(strategy, model, optimizer, *, ignore_label, aux_weight, wei
 
 def _all_finite(variables):
     return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.cast(v, tf.float32))) for v in variables]))
+
+
+def run_class_weights(run, config, info):
+    """The run's per-class loss weights (None for ``class_weighting="none"``).
+
+    Computed once from the training split's label files (`losses.class_frequencies`, `losses.class_weights`) and
+    stored in ``class_weights.json``, which a resumed run reads back so its loss does not change.
+    """
+    if config.class_weighting == "none":
+        return None
+    stored = run.read_json("class_weights.json")
+    if stored is not None and stored.get("method") == config.class_weighting:
+        return np.asarray(stored["weights"], np.float32)
+    table = labels_lib.id_to_train_id(config.dataset)
+    pairs = data.list_examples(config.dataset, config.data_dir, config.train_split, label_source=config.label_source)
+    logging.info("class weights (%s): reading %d label files", config.class_weighting, len(pairs))
+
+    def label_maps():
+        for _, label_path in pairs:
+            values = cv2.imread(label_path, cv2.IMREAD_UNCHANGED)
+            if values is None or values.ndim != 2:
+                raise data.DataError(f"{label_path}: not a single-channel label PNG")
+            train_ids = table[values]
+            if (train_ids == labels_lib.UNKNOWN_ID).any():
+                raise data.DataError(f"{label_path}: label values outside the {config.dataset} label table")
+            yield train_ids
+
+    pixels, image_pixels = losses.class_frequencies(label_maps(), info.num_classes, info.ignore_label)
+    weights = losses.class_weights(pixels, image_pixels, config.class_weighting)
+    run.write_json("class_weights.json", {
+        "method": config.class_weighting, "classes": list(info.class_names), "weights": weights.tolist(),
+        "pixels": pixels.tolist(), "image_pixels": image_pixels.tolist(),
+    })
+    logging.info("class weights: %s", ", ".join(f"{n} {w:.2f}" for n, w in zip(info.class_names, weights)))
+    return weights
+
+
+def initialise_from(model, path):
+    """Copies into `model` the weights of every layer of the ``.keras`` file `path`, matched by layer name.
+
+    Every weighted layer of the file must exist in `model` with the same weight shapes (the same network, e.g. a
+    finished run's inference model); layers of `model` the file lacks (the auxiliary heads of a training model) keep
+    their fresh weights. Errors name the file and the layers at fault.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--init_from: {path} does not exist")
+    source = keras.saving.load_model(path, compile=False)
+    targets = {layer.name: layer for layer in model.layers if layer.weights}
+    source_layers = [layer for layer in source.layers if layer.weights]
+    missing = [layer.name for layer in source_layers if layer.name not in targets]
+    if missing:
+        raise ValueError(f"--init_from {path}: {len(missing)} layers of {source.name} are not in {model.name} "
+                         f"(first: {', '.join(missing[:3])}); is it the same network?")
+    for layer in source_layers:
+        weights = layer.get_weights()
+        shapes = [tuple(w.shape) for w in weights]
+        expected = [tuple(w.shape) for w in targets[layer.name].weights]
+        if shapes != expected:
+            raise ValueError(f"--init_from {path}: layer {layer.name} has weights {shapes}, the model needs {expected}")
+        targets[layer.name].set_weights(weights)
+    logging.info("initialised %d of %d layers with weights from %s", len(source_layers), len(targets), path)
 
 
 def _check_resume(run, config):
@@ -173,8 +239,9 @@ def train(config, model_fn=None):
     run = RunDir(config.workdir, chief)
     _check_resume(run, config)
     run.write_config(config)
+    class_weights = run_class_weights(run, config, info)
     session = _Session(config, strategy, chief, info, run, model_fn, config.steps_per_epoch(num_train),
-                       config.total_steps(num_train), precision_policy(config))
+                       config.total_steps(num_train), precision_policy(config), class_weights)
     try:
         return session.run()
     finally:
@@ -184,11 +251,15 @@ def train(config, model_fn=None):
 class _Session:
     """One invocation of `train`: the built model, optimiser, checkpoints and validator, and the step loop."""
 
-    def __init__(self, config, strategy, chief, info, run, model_fn, steps_per_epoch, total_steps, policy):
+    def __init__(self, config, strategy, chief, info, run, model_fn, steps_per_epoch, total_steps, policy,
+                 class_weights=None):
         self.config, self.strategy, self.chief, self.info, self.run_dir = config, strategy, chief, info, run
         self.steps_per_epoch, self.total_steps, self.policy = steps_per_epoch, total_steps, policy
+        self.class_weights = class_weights
         with dtype_policy(policy), strategy.scope():
             self.model = model_fn((*config.crop, 3), config.aux_weight > 0)
+            if config.init_from:
+                initialise_from(self.model, config.init_from)  # a resumed run's checkpoint overrides these
             if strategy.num_replicas_in_sync > 1 and config.sync_batch_norm:
                 distribute.synchronize_batch_norm(self.model)
             self.schedule = optim.poly_schedule(config.lr, total_steps, config.lr_power, config.end_lr)
@@ -253,7 +324,7 @@ class _Session:
         )
         train_step = make_train_step(
             self.strategy, self.model, self.optimizer, ignore_label=self.info.ignore_label,
-            aux_weight=config.aux_weight, weight_decay=config.weight_decay,
+            aux_weight=config.aux_weight, weight_decay=config.weight_decay, class_weights=self.class_weights,
         )
         progress = TrainProgress(start_step, self.total_steps, config.batch_size, config.progress and self.chief)
         step, last = start_step, self.total_steps

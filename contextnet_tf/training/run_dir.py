@@ -75,6 +75,13 @@ class RunDir:
         if self.chief:
             self.write_json("config.json", json.loads(config.to_json()))
 
+    def read_json(self, name):
+        """The JSON file `name` of the run folder, or None if it does not exist."""
+        if not os.path.exists(self.path(name)):
+            return None
+        with open(self.path(name)) as f:
+            return json.load(f)
+
     def write_json(self, name, obj):
         """Writes `obj` as indented JSON to `name` in the run folder."""
         if self.chief:
