@@ -173,9 +173,10 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
                     f"--data_dir={data_dir} --split={split}")
     eval_tta = eval_command + (" --flip" if flip else "") + (
         f" --scales={','.join(f'{s:g}' for s in scales)}" if tuple(scales) != (1.0,) else "")
+    origin = f"fine-tuned from `{config.init_from}`" if config.init_from else "trained from scratch"
     card = f"""# {name}
 
-`{config.model}` ({count_trainable_params(model):,} parameters) trained from scratch on {config.dataset}
+`{config.model}` ({count_trainable_params(model):,} parameters) {origin} on {config.dataset}
 `{config.train_split}` ({num_train} images), evaluated on `{split}`.
 
 | | |

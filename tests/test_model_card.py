@@ -55,6 +55,7 @@ def test_publish_writes_a_loadable_model_and_a_card(finished_run, tmp_path):
     for name in data.get_info("synthetic").class_names:
         assert f"| {name} |" in card
     assert "--steps=4" in card and "--flip --scales=1,1.5" in card
+    assert "trained from scratch on synthetic" in card
     model = keras.saving.load_model(os.path.join(out, "tiny.keras"), compile=False)
     image = np.zeros((1, *model.input_shape[1:]), np.float32)
     reference = keras.saving.load_model(os.path.join(config.workdir, "final.keras"), compile=False)
