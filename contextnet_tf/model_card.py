@@ -28,8 +28,8 @@ from contextnet_tf.training import TrainConfig
 
 _FLAG_FIELDS = (
     "model", "dataset", "data_dir", "workdir", "preset", "steps", "epochs", "batch_size", "crop", "scale_range",
-    "strategy", "optimizer", "lr", "lr_power", "momentum", "weight_decay", "aux_weight", "class_weighting", "init_from", "width", "mixed_precision",
-    "precision", "seed", "deterministic", "cache", "label_source", "train_split", "val_split", "eval_every",
+    "strategy", "optimizer", "lr", "lr_power", "momentum", "weight_decay", "aux_weight", "class_weighting",
+    "init_from", "width", "mixed_precision", "precision", "seed", "deterministic", "cache", "label_source", "train_split", "val_split", "eval_every",
     "eval_flip", "eval_scales", "checkpoint_every", "log_every",
 )
 

@@ -175,6 +175,22 @@ def test_camvid_label_value_12_is_rejected(tmp_path):
         data.verify_examples("camvid", pairs)
 
 
+def test_read_train_ids_maps_values_and_names_bad_files(tmp_path):
+    pairs = _camvid(tmp_path)
+    values = np.array([[0, 3], [11, 10]], np.uint8).repeat(18, 0).repeat(24, 1)
+    _write(pairs[0][1], values)
+    train_ids = data.read_train_ids("camvid", pairs[0][1])
+    assert train_ids.dtype == np.int32 and train_ids.shape == (36, 48)
+    np.testing.assert_array_equal(train_ids[::18, ::24], [[0, 3], [255, 10]])  # 11 (void) -> ignore
+    _write(pairs[1][1], np.full((36, 48), 12, np.uint8))
+    with pytest.raises(data.DataError, match=f"label {pairs[1][1]} has values \\[12\\] that are not in the camvid"):
+        data.read_train_ids("camvid", pairs[1][1])
+    with open(pairs[1][1], "wb") as f:
+        f.write(b"not a png")
+    with pytest.raises(data.DataError, match="cannot be decoded"):
+        data.read_train_ids("camvid", pairs[1][1])
+
+
 def test_read_png_header(tmp_path):
     path = _write(tmp_path / "a.png", np.zeros((5, 7, 3), np.uint8))
     assert data.read_png_header(path) == dict(height=5, width=7, bit_depth=8, channels=3, color_type="RGB")

@@ -9,7 +9,7 @@ See docs/data.md for layouts, augmentation and the input benchmark.
 """
 
 from contextnet_tf.data.augment import AugmentConfig
-from contextnet_tf.data.files import DataError, list_examples, read_png_header, verify_examples
+from contextnet_tf.data.files import DataError, list_examples, read_png_header, read_train_ids, verify_examples
 from contextnet_tf.data.labels import (
     CAMVID_CLASSES,
     CITYSCAPES_LABELS,
@@ -40,5 +40,6 @@ __all__ = [
     "list_examples",
     "make_dataset",
     "read_png_header",
+    "read_train_ids",
     "verify_examples",
 ]

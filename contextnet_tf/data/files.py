@@ -233,6 +233,28 @@ def image_size(examples):
     return header["height"], header["width"]
 
 
+def read_train_ids(name, label_path, table=None):
+    """Decodes one label file into train ids (int32 [H, W], 255 as ignore).
+
+    Args:
+        name: dataset name (selects the label table).
+        label_path: a label PNG of stored values (Cityscapes label ids, CamVid class indices).
+        table: `labels.id_to_train_id(name)`, to skip rebuilding it per file.
+
+    Raises:
+        DataError: naming the file when it cannot be decoded or holds values that are not in the table (listed).
+    """
+    table = labels_lib.id_to_train_id(name) if table is None else table
+    ids = cv2.imread(label_path, cv2.IMREAD_UNCHANGED)
+    if ids is None:
+        raise DataError(f"label {label_path} cannot be decoded")
+    train_ids = table[ids]
+    if (train_ids == labels_lib.UNKNOWN_ID).any():
+        bad = np.unique(ids[train_ids == labels_lib.UNKNOWN_ID])
+        raise DataError(f"label {label_path} has values {bad.tolist()} that are not in the {name} label table")
+    return train_ids
+
+
 def verify_examples(name, examples, num_threads=None):
     """Decodes every file of ``examples`` and checks label values against the dataset's table.
 
@@ -255,14 +277,10 @@ def verify_examples(name, examples, num_threads=None):
         if cv2.imread(image, cv2.IMREAD_UNCHANGED) is None:
             found.append(f"image {image} cannot be decoded")
         if label is not None:
-            ids = cv2.imread(label, cv2.IMREAD_UNCHANGED)
-            if ids is None:
-                found.append(f"label {label} cannot be decoded")
-            else:
-                values = np.unique(ids)
-                bad = values[table[values] == labels_lib.UNKNOWN_ID]
-                if bad.size:
-                    found.append(f"label {label} has values {bad.tolist()} that are not in the {name} label table")
+            try:
+                read_train_ids(name, label, table)
+            except DataError as error:
+                found.append(str(error))
         return found
 
     with concurrent.futures.ThreadPoolExecutor(num_threads or os.cpu_count()) as pool:

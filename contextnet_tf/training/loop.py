@@ -15,13 +15,11 @@ import os
 import shutil
 import tempfile
 
-import cv2
 import keras
 import numpy as np
 import tensorflow as tf
 
 from contextnet_tf import data
-from contextnet_tf.data import labels as labels_lib
 from contextnet_tf.models import build_model
 from contextnet_tf.prediction import copy_weights_by_name
 from contextnet_tf.training import checkpoints, distribute, inputs, losses, optim
@@ -137,21 +135,11 @@ def run_class_weights(run, config, info):
     stored = run.read_json("class_weights.json")
     if stored is not None and stored.get("method") == config.class_weighting:
         return np.asarray(stored["weights"], np.float32)
-    table = labels_lib.id_to_train_id(config.dataset)
+    table = data.id_to_train_id(config.dataset)
     pairs = data.list_examples(config.dataset, config.data_dir, config.train_split, label_source=config.label_source)
     logging.info("class weights (%s): reading %d label files", config.class_weighting, len(pairs))
-
-    def label_maps():
-        for _, label_path in pairs:
-            values = cv2.imread(label_path, cv2.IMREAD_UNCHANGED)
-            if values is None or values.ndim != 2:
-                raise data.DataError(f"{label_path}: not a single-channel label PNG")
-            train_ids = table[values]
-            if (train_ids == labels_lib.UNKNOWN_ID).any():
-                raise data.DataError(f"{label_path}: label values outside the {config.dataset} label table")
-            yield train_ids
-
-    pixels, image_pixels = losses.class_frequencies(label_maps(), info.num_classes, info.ignore_label)
+    label_maps = (data.read_train_ids(config.dataset, label_path, table) for _, label_path in pairs)
+    pixels, image_pixels = losses.class_frequencies(label_maps, info.num_classes, info.ignore_label)
     weights = losses.class_weights(pixels, image_pixels, config.class_weighting)
     run.write_json("class_weights.json", {
         "method": config.class_weighting, "classes": list(info.class_names), "weights": weights.tolist(),

@@ -115,7 +115,6 @@ def segmentation_losses(outputs, labels, *, ignore_label=255, aux_weight=0.4, l2
     return parts
 
 
-
 def class_frequencies(label_maps, num_classes, ignore_label=255):
     """Pixel statistics of train-id label maps for `class_weights`.
 
