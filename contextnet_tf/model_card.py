@@ -1,7 +1,7 @@
 """Publishing a trained run as a pretrained model: the ``.keras`` file, its evaluation and a model card.
 
     python experiments/model_card.py --run=runs/fast_scnn_camvid --name=fast_scnn_camvid --out_dir=pretrained \
-        --data_dir=../shared/data/camvid --eval_flip --eval_scales=1,1.25,1.5
+        --data_dir=../shared/data/camvid --input_scale=2 --eval_flip --eval_scales=1.5,2,2.5
 
 `publish` reads a run folder (`contextnet_tf.training` layout: ``config.json``, ``metrics.jsonl``, TensorBoard events,
 ``final.keras`` / ``best.keras``), evaluates the chosen weights on the validation split (plain, and with the
@@ -115,8 +115,8 @@ def _extras(config):
     return "".join(f"; {part}" for part in parts)
 
 
-def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=False, scales=(1.0,), split="val",
-            hardware=None, notes=None, log=print):
+def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=False, scales=None, split="val",
+            hardware=None, notes=None, input_scale=1.0, log=print):
     """Evaluates a run's model and writes ``{name}.keras``, ``.md``, ``.json`` and ``_curve.png`` to `out_dir`.
 
     Args:
@@ -125,10 +125,15 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
         out_dir: where to write (e.g. ``pretrained/``).
         data_dir: dataset root for the evaluation (default: the run's own `data_dir`).
         checkpoint: ``final`` (the end of the schedule) or ``best`` (best val mIoU seen during training).
-        flip, scales: test-time augmentation of the second evaluation (none: only the plain one).
+        flip, scales: test-time augmentation of the second evaluation (default scales: `input_scale` alone; no
+            flip and no other scales: only the plain evaluation).
         split: the split to evaluate.
         hardware: a line describing where the run trained (default: this machine's CPU).
         notes: extra markdown for the card (what was tried, limits).
+        input_scale: the input scale of the single-scale evaluation: images are resized by this factor before the
+            network and its logits resized back to the label size (`contextnet_tf.evaluation`). A model trained on
+            upscaled crops (``--scale_range=1,2.5``) is meant to run at such a scale; the card's commands pass it as
+            ``--scales``.
 
     Returns:
         dict with ``plain`` and (if any augmentation) ``tta`` metrics and the written paths.
@@ -138,6 +143,10 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
 
     if checkpoint not in ("final", "best"):
         raise ValueError(f"checkpoint must be 'final' or 'best', got {checkpoint!r}")
+    if not input_scale > 0:
+        raise ValueError(f"input_scale must be positive, got {input_scale!r}")
+    input_scale = float(input_scale)
+    scales = (input_scale,) if not scales else tuple(float(s) for s in scales)
     config = read_config(run_dir)
     model_path = os.path.join(run_dir, f"{checkpoint}.keras")
     if not os.path.exists(model_path):
@@ -151,11 +160,11 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
         return evaluation.evaluate(model, batches, info, **kwargs)
 
     log(f"evaluating {model_path} on {config.dataset} {split} ...")
-    plain = run_eval()
-    augmented = flip or tuple(scales) != (1.0,)
+    plain = run_eval(scales=(input_scale,))
+    augmented = flip or tuple(scales) != (input_scale,)
     tta = run_eval(flip=flip, scales=tuple(scales)) if augmented else None
     tta_label = "+".join(filter(None, ["flip" if flip else "", f"scales {','.join(f'{s:g}' for s in scales)}"
-                                       if tuple(scales) != (1.0,) else ""]))
+                                       if tuple(scales) != (input_scale,) else ""]))
     os.makedirs(out_dir, exist_ok=True)
     keras_path = os.path.join(out_dir, f"{name}.keras")
     shutil.copyfile(model_path, keras_path)
@@ -171,8 +180,14 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
     hardware = hardware or f"{env['cpu']} ({env['cpu_count']} cores), TensorFlow {env['versions'].get('tensorflow')}"
     eval_command = (f"python experiments/evaluate.py --model={keras_path} --dataset={config.dataset} "
                     f"--data_dir={data_dir} --split={split}")
+    scale_flag = "" if input_scale == 1.0 else f" --scales={input_scale:g}"
     eval_tta = eval_command + (" --flip" if flip else "") + (
         f" --scales={','.join(f'{s:g}' for s in scales)}" if tuple(scales) != (1.0,) else "")
+    eval_command += scale_flag
+    single = "single scale" if input_scale == 1.0 else f"single scale, input resized x{input_scale:g}"
+    size_note = "" if input_scale == 1.0 else (
+        f"; run it on images resized x{input_scale:g} (`--scales={input_scale:g}` of evaluate.py and predict.py), "
+        "the scale it was trained and evaluated at")
     origin = f"fine-tuned from `{config.init_from}`" if config.init_from else "trained from scratch"
     card = f"""# {name}
 
@@ -181,10 +196,10 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
 
 | | |
 |---|---|
-| val mIoU | **{100 * plain['miou']:.1f}%** (single scale){f" / **{100 * tta['miou']:.1f}%** ({tta_label})" if tta else ""} |
+| {split} mIoU | **{100 * plain['miou']:.1f}%** ({single}){f" / **{100 * tta['miou']:.1f}%** ({tta_label})" if tta else ""} |
 | pixel accuracy | {100 * plain['pixel_accuracy']:.1f}% |
 | input | float32 RGB in [0, 255], any size (built at {model.input_shape[1]}x{model.input_shape[2]}; \
-`contextnet_tf.prediction` rebuilds it at other sizes) |
+`contextnet_tf.prediction` rebuilds it at other sizes){size_note} |
 | output | logits, {info.num_classes} classes: {", ".join(info.class_names)} |
 | weights | `{checkpoint}.keras` of the run (step {steps}) |
 | training | {steps} steps ({steps * config.batch_size / num_train:.0f} epochs) of batch {config.batch_size}, \
@@ -213,7 +228,7 @@ L2 {config.weight_decay:g}, auxiliary losses {config.aux_weight:g}{_extras(confi
 ## Use
 
 ```bash
-python experiments/predict.py --model={keras_path} --input=IMAGES --output_dir=OUT --format=overlay
+python experiments/predict.py --model={keras_path} --input=IMAGES --output_dir=OUT --format=overlay{scale_flag}
 python experiments/export.py --model={keras_path} --format=saved_model --output=OUT/saved_model
 ```
 

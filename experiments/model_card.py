@@ -1,7 +1,7 @@
 """Publishes a finished training run as a pretrained model: ``.keras`` file, model card, metrics, training curve.
 
     python experiments/model_card.py --run=runs/fast_scnn_camvid --name=fast_scnn_camvid --out_dir=pretrained \
-        --data_dir=../shared/data/camvid --eval_flip --eval_scales=1,1.25,1.5
+        --data_dir=../shared/data/camvid --input_scale=2 --eval_flip --eval_scales=1.5,2,2.5
 
 See `contextnet_tf.model_card` for what is written.
 """
@@ -17,8 +17,11 @@ DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset root for the evaluatio
 CHECKPOINT = flags.DEFINE_enum("checkpoint", "final", ["final", "best"], "Which weights of the run to publish.")
 SPLIT = flags.DEFINE_string("split", "val", "Split to evaluate.")
 EVAL_FLIP = flags.DEFINE_bool("eval_flip", False, "Also evaluate with flip averaging.")
-EVAL_SCALES = flags.DEFINE_list("eval_scales", ["1"], "Also evaluate averaging these input scales.")
+EVAL_SCALES = flags.DEFINE_list("eval_scales", None, "Also evaluate averaging these input scales "
+                                  "(default: --input_scale alone).")
 HARDWARE = flags.DEFINE_string("hardware", None, "Where the run trained (default: this machine's CPU).")
+INPUT_SCALE = flags.DEFINE_float("input_scale", 1.0, "Input scale of the single-scale evaluation (e.g. 2 for a "
+                                  "model trained with --scale_range=1,2.5).")
 NOTES = flags.DEFINE_string("notes", None, "Markdown file whose text is appended to the card.")
 
 
@@ -30,8 +33,8 @@ def main(argv):
             notes = f.read()
     model_card.publish(
         RUN.value, NAME.value, OUT_DIR.value, data_dir=DATA_DIR.value, checkpoint=CHECKPOINT.value,
-        flip=EVAL_FLIP.value, scales=tuple(float(s) for s in EVAL_SCALES.value), split=SPLIT.value,
-        hardware=HARDWARE.value, notes=notes,
+        flip=EVAL_FLIP.value, scales=EVAL_SCALES.value and tuple(float(s) for s in EVAL_SCALES.value), split=SPLIT.value,
+        hardware=HARDWARE.value, notes=notes, input_scale=INPUT_SCALE.value,
     )
 
 

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from contextnet_tf import data, model_card
+from contextnet_tf import data, evaluation, model_card
 from contextnet_tf.training import TrainConfig, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,3 +89,26 @@ def test_card_names_class_weighting_and_initialisation(finished_run):
     assert "enet class weighting" in extras and "initialised from `runs/a/final.keras`" in extras
     command = model_card.train_command(tuned)
     assert "--class_weighting=enet" in command and "--init_from=runs/a/final.keras" in command
+
+
+def test_publish_at_an_input_scale_evaluates_and_documents_that_scale(finished_run, tmp_path):
+    """A model trained on upscaled crops is published at its input scale: the single-scale number is the model on
+    images resized by that factor, and the card's evaluate/predict commands pass it."""
+    config, _ = finished_run
+    out = str(tmp_path / "pretrained")
+    result = model_card.publish(config.workdir, "up", out, input_scale=1.5, log=lambda *_: None)
+    assert result["plain"]["scales"] == [1.5] and result["tta"] is None
+    model = keras.saving.load_model(os.path.join(out, "up.keras"), compile=False)
+    info = data.get_info("synthetic")
+    batches = data.make_dataset("synthetic", config.data_dir, "val", training=False, batch_size=1)
+    direct = evaluation.evaluate(model, batches, info, scales=(1.5,))
+    np.testing.assert_array_equal(result["plain"]["confusion_matrix"], direct["confusion_matrix"])
+    batches = data.make_dataset("synthetic", config.data_dir, "val", training=False, batch_size=1)
+    at_one = evaluation.evaluate(model, batches, info)
+    assert at_one["confusion_matrix"] != direct["confusion_matrix"]  # the scale really changed the evaluation
+    card = open(os.path.join(out, "up.md")).read()
+    assert f"**{100 * result['plain']['miou']:.1f}%** (single scale, input resized x1.5)" in card
+    assert f"--split=val --scales=1.5\n" in card
+    assert "--format=overlay --scales=1.5" in card
+    with pytest.raises(ValueError, match="input_scale"):
+        model_card.publish(config.workdir, "up", out, input_scale=0)
