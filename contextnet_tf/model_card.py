@@ -115,6 +115,35 @@ def _extras(config):
     return "".join(f"; {part}" for part in parts)
 
 
+def card_input_scale(model_path):
+    """The input scale a published model's card evaluates it at (``plain.scales`` of the ``.json`` beside the
+    ``.keras`` file), or None when there is no such file (a model that was not published with `publish`)."""
+    metrics_path = os.path.splitext(model_path)[0] + ".json"
+    if not os.path.exists(metrics_path):
+        return None
+    with open(metrics_path) as f:
+        try:
+            scales = json.load(f)["plain"]["scales"]
+        except (ValueError, KeyError, TypeError):
+            return None  # some other JSON file of the same name: not a card
+    return float(scales[0]) if isinstance(scales, list) and len(scales) == 1 else None
+
+
+def resolve_scales(model_path, scales, explicit, log=print):
+    """The input scales for evaluate.py / predict.py: `scales` when given on the command line (`explicit`), else the
+    model card's input scale when it is not 1 (a model trained on upscaled crops, e.g. ``pretrained/fast_scnn_camvid``,
+    which is meant to run on frames resized x2), else `scales`."""
+    scales = [float(s) for s in scales]
+    if explicit:
+        return scales
+    card_scale = card_input_scale(model_path)
+    if card_scale is None or card_scale == 1.0:
+        return scales
+    log(f"--scales={card_scale:g}: the input scale of {os.path.splitext(model_path)[0]}.json, the model's card "
+        "(pass --scales to choose another)")
+    return [card_scale]
+
+
 def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=False, scales=None, split="val",
             hardware=None, notes=None, input_scale=1.0, log=print):
     """Evaluates a run's model and writes ``{name}.keras``, ``.md``, ``.json`` and ``_curve.png`` to `out_dir`.
@@ -186,8 +215,8 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
     eval_command += scale_flag
     single = "single scale" if input_scale == 1.0 else f"single scale, input resized x{input_scale:g}"
     size_note = "" if input_scale == 1.0 else (
-        f"; run it on images resized x{input_scale:g} (`--scales={input_scale:g}` of evaluate.py and predict.py), "
-        "the scale it was trained and evaluated at")
+        f"; run it on images resized x{input_scale:g}, the scale it was trained and evaluated at (evaluate.py and "
+        "predict.py do so by default: they read it from the `.json` beside the `.keras` file; `--scales` overrides)")
     origin = f"fine-tuned from `{config.init_from}`" if config.init_from else "trained from scratch"
     card = f"""# {name}
 

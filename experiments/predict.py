@@ -10,7 +10,7 @@ format; train ids for CamVid). Output files mirror the input's relative paths wi
 import keras
 from absl import app, flags
 
-from contextnet_tf import data, prediction  # importing the package registers its custom layers
+from contextnet_tf import data, model_card, prediction  # importing the package registers its custom layers
 
 MODEL = flags.DEFINE_string("model", None, "Path of a .keras model.", required=True)
 INPUT = flags.DEFINE_string("input", None, "Image file or folder (searched recursively).", required=True)
@@ -19,7 +19,8 @@ FORMAT = flags.DEFINE_enum("format", "color", list(prediction.FORMATS), "Output 
 DATASET = flags.DEFINE_enum("dataset", "cityscapes", ["cityscapes", "camvid", "synthetic"],
                             "Dataset the model was trained on (palette, label ids).")
 FLIP = flags.DEFINE_bool("flip", False, "Average with the horizontally flipped prediction.")
-SCALES = flags.DEFINE_list("scales", ["1.0"], "Input scales to average, e.g. 0.75,1,1.25.")
+SCALES = flags.DEFINE_list("scales", ["1.0"], "Input scales to average, e.g. 0.75,1,1.25 (default: the "
+                            "input scale in the model card's .json beside the .keras file, else 1).")
 
 
 def main(argv):
@@ -27,7 +28,7 @@ def main(argv):
     model = keras.saving.load_model(MODEL.value, compile=False)
     written = prediction.predict_files(
         model, INPUT.value, OUTPUT_DIR.value, FORMAT.value, data.get_info(DATASET.value),
-        flip=FLIP.value, scales=[float(s) for s in SCALES.value],
+        flip=FLIP.value, scales=model_card.resolve_scales(MODEL.value, SCALES.value, SCALES.present),
     )
     print(f"wrote {len(written)} {FORMAT.value} PNGs to {OUTPUT_DIR.value}")
 

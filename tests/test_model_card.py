@@ -112,3 +112,30 @@ def test_publish_at_an_input_scale_evaluates_and_documents_that_scale(finished_r
     assert "--format=overlay --scales=1.5" in card
     with pytest.raises(ValueError, match="input_scale"):
         model_card.publish(config.workdir, "up", out, input_scale=0)
+
+
+def test_evaluate_py_defaults_to_the_cards_input_scale(finished_run, tmp_path):
+    """Without --scales, evaluate.py runs a published model at its card's input scale (and says so); an explicit
+    --scales wins; a model without a card, or a card at scale 1, keeps the default."""
+    config, _ = finished_run
+    out = str(tmp_path / "pretrained")
+    result = model_card.publish(config.workdir, "up", out, input_scale=1.5, log=lambda *_: None)
+    model_path = os.path.join(out, "up.keras")
+    metrics_path = str(tmp_path / "m.json")
+    run = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "evaluate.py"), f"--model={model_path}",
+                          "--dataset=synthetic", f"--data_dir={config.data_dir}", "--split=val",
+                          f"--output={metrics_path}"], check=True, capture_output=True, text=True)
+    assert f"--scales=1.5: the input scale of {out}/up.json" in run.stdout
+    with open(metrics_path) as f:
+        stored = json.load(f)
+    assert stored["scales"] == [1.5] and stored["confusion_matrix"] == result["plain"]["confusion_matrix"]
+
+    messages = []
+    assert model_card.resolve_scales(model_path, ["1"], explicit=True, log=messages.append) == [1.0]
+    assert model_card.resolve_scales(model_path, ["1"], explicit=False, log=messages.append) == [1.5]
+    assert len(messages) == 1
+    no_card = os.path.join(config.workdir, "final.keras")  # a run's own file: no card beside it
+    assert model_card.card_input_scale(no_card) is None
+    assert model_card.resolve_scales(no_card, ["1", "1.25"], explicit=False) == [1.0, 1.25]
+    model_card.publish(config.workdir, "plain", out, log=lambda *_: None)
+    assert model_card.resolve_scales(os.path.join(out, "plain.keras"), ["1"], explicit=False) == [1.0]

@@ -73,7 +73,8 @@ def test_pretrained_model_reproduces_its_card_on_camvid_val(name):
 @needs_camvid
 def test_evaluate_py_reads_a_camvid_test_split_with_a_pretrained_model(tmp_path):
     """The held-back CamVid test split has the train/val layout: three val frames copied to ``test/`` and
-    ``testannot/`` must give exactly what evaluating those frames as val gives."""
+    ``testannot/`` must give exactly what evaluating those frames as val gives, at the card's input scale (what
+    evaluate.py uses when --scales is not given)."""
     pairs = data.list_examples("camvid", CAMVID_DIR, "val")[:3]
     os.makedirs(tmp_path / "test")
     os.makedirs(tmp_path / "testannot")
@@ -87,6 +88,8 @@ def test_evaluate_py_reads_a_camvid_test_split_with_a_pretrained_model(tmp_path)
     with open(output) as f:
         on_test = json.load(f)
     batches = data.make_dataset("camvid", CAMVID_DIR, "val", training=False, batch_size=1)
-    on_val = evaluation.evaluate(_load("fast_scnn_camvid"), batches, data.get_info("camvid"), max_images=3)
-    assert on_test["num_images"] == 3
+    metrics, _ = _card("fast_scnn_camvid")
+    on_val = evaluation.evaluate(_load("fast_scnn_camvid"), batches, data.get_info("camvid"), max_images=3,
+                                 scales=tuple(metrics["plain"]["scales"]))
+    assert on_test["num_images"] == 3 and on_test["scales"] == metrics["plain"]["scales"]
     np.testing.assert_array_equal(on_test["confusion_matrix"], on_val["confusion_matrix"])
