@@ -190,10 +190,10 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
 
     log(f"evaluating {model_path} on {config.dataset} {split} ...")
     plain = run_eval(scales=(input_scale,))
-    augmented = flip or tuple(scales) != (input_scale,)
-    tta = run_eval(flip=flip, scales=tuple(scales)) if augmented else None
-    tta_label = "+".join(filter(None, ["flip" if flip else "", f"scales {','.join(f'{s:g}' for s in scales)}"
-                                       if tuple(scales) != (input_scale,) else ""]))
+    other_scales = scales != (input_scale,)
+    scales_text = ",".join(f"{s:g}" for s in scales)
+    tta = run_eval(flip=flip, scales=scales) if flip or other_scales else None
+    tta_label = "+".join(filter(None, ["flip" if flip else "", f"scales {scales_text}" if other_scales else ""]))
     os.makedirs(out_dir, exist_ok=True)
     keras_path = os.path.join(out_dir, f"{name}.keras")
     shutil.copyfile(model_path, keras_path)
@@ -210,8 +210,7 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
     eval_command = (f"python experiments/evaluate.py --model={keras_path} --dataset={config.dataset} "
                     f"--data_dir={data_dir} --split={split}")
     scale_flag = "" if input_scale == 1.0 else f" --scales={input_scale:g}"
-    eval_tta = eval_command + (" --flip" if flip else "") + (
-        f" --scales={','.join(f'{s:g}' for s in scales)}" if tuple(scales) != (1.0,) else "")
+    eval_tta = eval_command + (" --flip" if flip else "") + (f" --scales={scales_text}" if scales != (1.0,) else "")
     eval_command += scale_flag
     single = "single scale" if input_scale == 1.0 else f"single scale, input resized x{input_scale:g}"
     size_note = "" if input_scale == 1.0 else (

@@ -33,7 +33,7 @@ def main(argv):
             notes = f.read()
     model_card.publish(
         RUN.value, NAME.value, OUT_DIR.value, data_dir=DATA_DIR.value, checkpoint=CHECKPOINT.value,
-        flip=EVAL_FLIP.value, scales=EVAL_SCALES.value and tuple(float(s) for s in EVAL_SCALES.value), split=SPLIT.value,
+        flip=EVAL_FLIP.value, scales=EVAL_SCALES.value, split=SPLIT.value,
         hardware=HARDWARE.value, notes=notes, input_scale=INPUT_SCALE.value,
     )
 
