@@ -17,13 +17,15 @@ import sys
 
 from absl import app, flags
 
-from contextnet_tf import benchmark, summary, timing
+from contextnet_tf.deploy import speed
+from contextnet_tf.reports import summary
+from contextnet_tf.deploy import timing
 
 MODEL = flags.DEFINE_string("model", "fast_scnn", "Variant name or path of a .keras model.")
 WEIGHTS = flags.DEFINE_string("weights", None, "Optional .weights.h5 file for a model built by name.")
 NUM_CLASSES = flags.DEFINE_integer("num_classes", 19, "Classes of a model built by name.")
 RESOLUTIONS = flags.DEFINE_list("resolutions", ["1024x2048", "512x1024", "256x512"], "HEIGHTxWIDTH list.")
-PATHS = flags.DEFINE_list("paths", None, f"Paths to time, from {', '.join(benchmark.PATHS)} (default: all but "
+PATHS = flags.DEFINE_list("paths", None, f"Paths to time, from {', '.join(speed.PATHS)} (default: all but "
                           "tflite_int8 under TensorFlow, keras_unfolded and keras_folded under JAX).")
 MODES = flags.DEFINE_list("modes", ["end_to_end"], f"Modes, from {', '.join(timing.MODES)}.")
 HEAD = flags.DEFINE_enum("head", "cls", list(timing.HEADS), "cls: argmax labels; prob: softmax probabilities.")
@@ -37,10 +39,10 @@ MARKDOWN = flags.DEFINE_string("markdown", None, "Optional markdown table file."
 
 def main(argv):
     del argv
-    paths = PATHS.value or benchmark.default_paths()
+    paths = PATHS.value or speed.default_paths()
     for name in paths:
-        if name not in benchmark.PATHS:
-            raise app.UsageError(f"--paths: unknown path {name!r}; choose from {', '.join(benchmark.PATHS)}")
+        if name not in speed.PATHS:
+            raise app.UsageError(f"--paths: unknown path {name!r}; choose from {', '.join(speed.PATHS)}")
     for mode in MODES.value:
         if mode not in timing.MODES:
             raise app.UsageError(f"--modes: unknown mode {mode!r}; choose from {', '.join(timing.MODES)}")
@@ -51,8 +53,8 @@ def main(argv):
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     timing.set_threads(THREADS.value)
     try:
-        models = benchmark.models_at_resolutions(MODEL.value, resolutions, NUM_CLASSES.value, WEIGHTS.value)
-        report = benchmark.run_benchmark(
+        models = speed.models_at_resolutions(MODEL.value, resolutions, NUM_CLASSES.value, WEIGHTS.value)
+        report = speed.run_benchmark(
             models,
             paths=paths,
             modes=MODES.value,
@@ -67,7 +69,7 @@ def main(argv):
     report["model"] = MODEL.value
     with open(OUTPUT.value, "w") as f:
         json.dump(report, f, indent=2)
-    table = benchmark.markdown_table(report)
+    table = speed.markdown_table(report)
     if MARKDOWN.value:
         with open(MARKDOWN.value, "w") as f:
             f.write(table)

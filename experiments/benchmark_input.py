@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags
 
-from contextnet_tf.data import benchmark
+from contextnet_tf.data import throughput
 
 DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset root in the Cityscapes layout.", required=True)
 OUT_DIR = flags.DEFINE_string("out_dir", "/tmp/benchmark_input", "Where the JSON and markdown go.")
@@ -26,7 +26,7 @@ ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds per pipeline and 
 
 def main(argv):
     del argv
-    result = benchmark.run(
+    result = throughput.run(
         DATA_DIR.value,
         OUT_DIR.value,
         name=NAME.value,
@@ -37,7 +37,7 @@ def main(argv):
         rounds=ROUNDS.value,
         command=" ".join(["python", *sys.argv]),
     )
-    print(benchmark.markdown(result))
+    print(throughput.markdown(result))
 
 
 if __name__ == "__main__":

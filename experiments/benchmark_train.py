@@ -10,7 +10,7 @@ import sys
 
 from absl import app, flags
 
-from contextnet_tf.training import benchmark
+from contextnet_tf.training import step_speed
 
 MODELS = flags.DEFINE_list("models", ["fast_scnn", "cn14"], "Networks to time.")
 OUT_DIR = flags.DEFINE_string("out_dir", "/tmp/benchmark_train", "Where the JSON and markdown go.")
@@ -24,7 +24,7 @@ POLICY = flags.DEFINE_enum("policy", "float32", ["float32", "mixed_float16", "mi
 
 def main(argv):
     del argv
-    result = benchmark.run(
+    result = step_speed.run(
         MODELS.value,
         OUT_DIR.value,
         crop=tuple(int(c) for c in CROP.value),
@@ -35,7 +35,7 @@ def main(argv):
         policy=POLICY.value,
         command=" ".join(["python", *sys.argv]),
     )
-    print(benchmark.markdown(result))
+    print(step_speed.markdown(result))
 
 
 if __name__ == "__main__":

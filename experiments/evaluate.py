@@ -4,13 +4,15 @@ r"""Evaluates a saved model on a dataset split: class (and category) mIoU, per-c
         --split=val --output=metrics.json [--flip] [--scales=0.75,1,1.25]
 
 The JSON holds {"miou": fraction, "class_iou": {name: fraction}, "category_miou", "category_iou", ...}; see
-`contextnet_tf.evaluation.evaluate`. Conventions match the official Cityscapes evaluator (tests/test_evaluation.py).
+`contextnet_tf.evaluation.metrics.evaluate`. Conventions match the official Cityscapes evaluator (tests/test_evaluation_metrics.py).
 """
 
 import keras
 from absl import app, flags
 
-from contextnet_tf import data, evaluation, model_card  # importing the package registers its custom layers
+from contextnet_tf import data  # importing the package registers its custom layers
+from contextnet_tf.evaluation import metrics as evaluation  # importing the package registers its custom layers
+from contextnet_tf.reports import model_card  # importing the package registers its custom layers
 
 MODEL = flags.DEFINE_string("model", None, "Path of a .keras model.", required=True)
 DATASET = flags.DEFINE_enum("dataset", None, ["cityscapes", "camvid", "synthetic"], "Dataset.", required=True)

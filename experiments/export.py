@@ -14,7 +14,10 @@ import sys
 
 from absl import app, flags
 
-from contextnet_tf import export, export_check, folding, summary
+from contextnet_tf.deploy import export
+from contextnet_tf.deploy import export_check
+from contextnet_tf.deploy import folding
+from contextnet_tf.reports import summary
 
 MODEL = flags.DEFINE_string("model", None, "Path of a .keras model, or a variant name (random weights unless "
                             "--weights).", required=True)

@@ -3,12 +3,12 @@
     python experiments/model_card.py --run=runs/fast_scnn_camvid --name=fast_scnn_camvid --out_dir=pretrained \
         --data_dir=../shared/data/camvid --input_scale=2 --eval_flip --eval_scales=1.5,2,2.5
 
-See `contextnet_tf.model_card` for what is written.
+See `contextnet_tf.reports.model_card` for what is written.
 """
 
 from absl import app, flags
 
-from contextnet_tf import model_card
+from contextnet_tf.reports import model_card
 
 RUN = flags.DEFINE_string("run", None, "Training run folder (experiments/train.py --workdir).", required=True)
 NAME = flags.DEFINE_string("name", None, "File stem of the published model, e.g. fast_scnn_camvid.", required=True)

@@ -9,7 +9,8 @@ import json
 
 from absl import app, flags
 
-from contextnet_tf import MODEL_NAMES, summary
+from contextnet_tf import MODEL_NAMES
+from contextnet_tf.reports import summary
 
 MODELS = flags.DEFINE_list("models", list(MODEL_NAMES), "Model names to tabulate.")
 RESOLUTIONS = flags.DEFINE_list("resolutions", ["1024x2048"], "Input sizes HxW for the GMACs columns.")

@@ -10,7 +10,9 @@ format; train ids for CamVid). Output files mirror the input's relative paths wi
 import keras
 from absl import app, flags
 
-from contextnet_tf import data, model_card, prediction  # importing the package registers its custom layers
+from contextnet_tf import data  # importing the package registers its custom layers
+from contextnet_tf.reports import model_card  # importing the package registers its custom layers
+from contextnet_tf.evaluation import prediction  # importing the package registers its custom layers
 
 MODEL = flags.DEFINE_string("model", None, "Path of a .keras model.", required=True)
 INPUT = flags.DEFINE_string("input", None, "Image file or folder (searched recursively).", required=True)

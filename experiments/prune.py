@@ -1,5 +1,5 @@
 r"""The ContextNet paper's pruning schedule: train at 2x width, prune by filter L1 norm to 1.5x, 1.25x and 1x,
-fine-tuning after each step (`contextnet_tf.prune_schedule`).
+fine-tuning after each step (`contextnet_tf.pruning.schedule`).
 
     python experiments/prune.py --model=cn14 --dataset=camvid --data_dir=../shared/data/camvid \
         --workdir=runs/prune_cn14 --wide_steps=3000 --finetune_steps=1000 --batch_size=8 --crop=352,480
@@ -12,7 +12,8 @@ import logging
 
 from absl import app, flags
 
-from contextnet_tf import MODEL_NAMES, prune_schedule
+from contextnet_tf import MODEL_NAMES
+from contextnet_tf.pruning import schedule as prune_schedule
 from contextnet_tf.training import PRESETS, TrainConfig
 
 MODEL = flags.DEFINE_enum("model", None, list(MODEL_NAMES), "Network (the 1x target).", required=True)

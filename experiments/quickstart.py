@@ -5,7 +5,7 @@ r"""The one-command quick start: synthetic city -> train -> evaluate -> fold -> 
 No download: it generates the built-in synthetic city, trains Fast-SCNN (500 steps; 6 minutes in all on a busy
 2-core CPU, val mIoU 23%), evaluates it on val, folds its batch norms and checks the folded logits, times both end
 to end, exports a SavedModel and checks it, and writes runs/quickstart/report.md with the training curve,
-predictions, per-class IoU and benchmark tables (`contextnet_tf.quickstart`). On real data, the same program:
+predictions, per-class IoU and benchmark tables (`contextnet_tf.reports.quickstart`). On real data, the same program:
 
     python experiments/quickstart.py --dataset=camvid --data_dir=../shared/data/camvid --crop=352,480 \
         --workdir=runs/quickstart_camvid --steps=2000
@@ -23,7 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # A quick start should not o
 from absl import app, flags  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 
-from contextnet_tf import MODEL_NAMES, data, quickstart  # noqa: E402
+from contextnet_tf import MODEL_NAMES, data  # noqa: E402
+from contextnet_tf.reports import quickstart  # noqa: E402
 from contextnet_tf.training import NonFiniteLossError  # noqa: E402
 from contextnet_tf.training.config import OPTIMIZERS  # noqa: E402
 

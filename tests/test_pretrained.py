@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import contextnet_tf
-from contextnet_tf import data, evaluation
+from contextnet_tf import data
+from contextnet_tf.evaluation import metrics as evaluation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRETRAINED = os.path.join(REPO, "pretrained")

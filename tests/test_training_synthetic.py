@@ -16,7 +16,8 @@ import keras
 import pytest
 import tensorflow as tf
 
-from contextnet_tf import build_model, data, evaluation
+from contextnet_tf import build_model, data
+from contextnet_tf.evaluation import metrics as evaluation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 300

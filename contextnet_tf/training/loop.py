@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from contextnet_tf import data
 from contextnet_tf.models import build_model
-from contextnet_tf.prediction import copy_weights_by_name
+from contextnet_tf.evaluation.prediction import copy_weights_by_name
 from contextnet_tf.training import checkpoints, distribute, inputs, losses, optim
 from contextnet_tf.training.config import TrainConfig
 from contextnet_tf.training.progress import TrainProgress
@@ -41,7 +41,7 @@ class TrainResult:
         workdir: the run folder.
         step: the last step done.
         total_steps: the run's planned number of steps.
-        metrics: the last validation metrics (`contextnet_tf.evaluation.evaluate` dict), or None.
+        metrics: the last validation metrics (`contextnet_tf.evaluation.metrics.evaluate` dict), or None.
         best_miou: best validation mIoU seen (None if never evaluated).
         best_step: its step.
         completed: True when the run reached `total_steps` (False after `stop_at_step`).

@@ -10,7 +10,7 @@ Layout of ``workdir``::
     checkpoints/           tf.train.CheckpointManager checkpoints (step, model, optimiser)
     best.keras, best.json  the inference model with the best validation mIoU so far, and its step and scores
     final.keras            the inference model at the end of the run
-    val_metrics.json       the evaluation at the end of the run (`contextnet_tf.evaluation` format)
+    val_metrics.json       the evaluation at the end of the run (`contextnet_tf.evaluation.metrics` format)
 
 Only the chief worker writes; on other workers every method is a no-op.
 """

@@ -2,8 +2,9 @@
 
 import numpy as np
 
-from contextnet_tf import data, evaluation
-from contextnet_tf.prediction import Predictor, copy_weights_by_name
+from contextnet_tf import data
+from contextnet_tf.evaluation import metrics as evaluation
+from contextnet_tf.evaluation.prediction import Predictor, copy_weights_by_name
 
 
 class Validator:

@@ -1,0 +1,140 @@
+"""The side-by-side benchmark behind `experiments/benchmark.py`: every path, mode and resolution in one process.
+
+Paths (`PATHS`): the Keras model unfolded and folded (`contextnet_tf.fold_batch_norm`), the folded model compiled by
+XLA (TensorFlow only), TFLite float32 and int8 (XNNPACK) and ONNX Runtime on our exported network. Each result
+carries its fps ratio to `REFERENCE_PATH`, the folded Keras model. Timing itself is `contextnet_tf.deploy.timing`.
+"""
+
+import keras
+import numpy as np
+
+from contextnet_tf.models import MODEL_NAMES
+from contextnet_tf.deploy.timing import BURN_IN, FRAMES, environment, exported_path, keras_path, time_paths
+
+
+PATHS = ("keras_unfolded", "keras_folded", "keras_folded_xla", "tflite", "tflite_int8", "onnxruntime")
+KERAS_PATHS = ("keras_unfolded", "keras_folded")  # The paths that also run under JAX.
+REFERENCE_PATH = "keras_folded"  # Ratios in the report are fps relative to this path.
+
+
+def default_paths():
+    """Every path the current backend can run: all but int8 under TensorFlow, `KERAS_PATHS` under JAX."""
+    if keras.backend.backend() == "tensorflow":
+        return ("keras_unfolded", "keras_folded", "keras_folded_xla", "tflite", "onnxruntime")
+    return KERAS_PATHS
+
+
+def make_path(name, model, folded, head="cls", threads=None, calibration_images=None):
+    """Builds the `Path` called `name` (one of `PATHS`) from a model and its folded twin."""
+    if name == "keras_unfolded":
+        return keras_path(name, model, head)
+    if name == "keras_folded":
+        return keras_path(name, folded, head)
+    if name == "keras_folded_xla":
+        if keras.backend.backend() == "jax":
+            raise ValueError("keras_folded_xla is the TensorFlow XLA path; under JAX keras_folded is already XLA")
+        return keras_path(name, folded, head, jit_compile=True)
+    formats = {"tflite": "tflite", "tflite_int8": "tflite_int8", "onnxruntime": "onnx"}
+    if name not in formats:
+        raise ValueError(f"unknown path {name!r}; choose from {', '.join(PATHS)}")
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(f"path {name!r} converts a TensorFlow graph: run it with KERAS_BACKEND=tensorflow")
+    if name == "tflite_int8" and not calibration_images:
+        size = folded.input_shape[1:]
+        rng = np.random.default_rng(0)
+        calibration_images = [rng.uniform(0, 255, (1, *size)).astype(np.float32) for _ in range(4)]
+    return exported_path(name, folded, formats[name], head, threads, calibration_images)
+
+
+def run_benchmark(
+    models,
+    paths=("keras_unfolded", "keras_folded"),
+    modes=("end_to_end",),
+    head="cls",
+    frames=FRAMES,
+    burn_in=BURN_IN,
+    max_seconds=None,
+    threads=None,
+    log=print,
+):
+    """Times every path in every mode for each model, side by side in one process (interleaved, `time_paths`).
+
+    Args:
+        models: dict mapping a label (e.g. ``"1024x2048"``) to a Keras model built at that resolution.
+        paths: names from `PATHS`; ratios are taken to `REFERENCE_PATH` when it is among them.
+        modes: names from `MODES` (paths without a mode are skipped for it).
+        head: ``"cls"`` or ``"prob"``.
+        frames, burn_in, max_seconds: see `time_path`.
+        threads: CPU threads given to TFLite and ONNX Runtime (TensorFlow's are set by `set_threads`).
+        log: called with one line per finished measurement.
+
+    Returns:
+        dict with ``environment``, ``protocol`` and ``results`` (one record per resolution, path and mode:
+        ``resolution``, ``path``, ``mode``, ``head``, the `time_path` fields and ``ratio_to_folded``).
+    """
+    from contextnet_tf.deploy.folding import fold_batch_norm
+
+    results = []
+    for label, model in models.items():
+        height, width = model.input_shape[1:3]
+        image = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+        folded = fold_batch_norm(model)
+        built = [make_path(name, model, folded, head, threads) for name in paths]
+        for mode in modes:
+            for name, timing in time_paths(built, image, mode, frames, burn_in, max_seconds).items():
+                if timing is None:
+                    continue
+                results.append(dict(resolution=label, path=name, mode=mode, head=head, **timing))
+                log(f"{label} {name:18s} {mode:11s} {timing['fps']:8.2f} fps  "
+                    f"p50 {timing['latency_ms']['p50']:9.1f} ms  ({timing['frames']} frames)")
+    reference = {(r["resolution"], r["mode"]): r["fps"] for r in results if r["path"] == REFERENCE_PATH}
+    for record in results:
+        ref = reference.get((record["resolution"], record["mode"]))
+        record["ratio_to_folded"] = record["fps"] / ref if ref else None
+    protocol = dict(batch=1, burn_in=burn_in, frames=frames, max_seconds=max_seconds, head=head, interleaved=True)
+    return {"environment": environment(threads), "protocol": protocol, "results": results}
+
+
+def markdown_table(report):
+    """The results of `run_benchmark` as a markdown table (fps, ratio to the folded Keras path, latency)."""
+    lines = [
+        "| resolution | path | mode | fps | x folded | latency mean (ms) | p50 (ms) | p90 (ms) | frames |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        ratio = "" if r["ratio_to_folded"] is None else f"{r['ratio_to_folded']:.2f}"
+        latency = r["latency_ms"]
+        frames = f"{r['frames']}" + (" (cut)" if r["truncated"] else "")
+        lines.append(
+            f"| {r['resolution']} | {r['path']} | {r['mode']} | {r['fps']:.2f} | {ratio} | {latency['mean']:.1f} "
+            f"| {latency['p50']:.1f} | {latency['p90']:.1f} | {frames} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def models_at_resolutions(model, resolutions, num_classes=19, weights=None):
+    """Returns {"HxW": Keras model built at that size} for a variant name or a ``.keras`` file.
+
+    A variant is built at each size (with `weights` if given); a ``.keras`` model is used at its own size and rebuilt
+    with its weights at the others (`prediction.rebuild_at_size`), or a clear error if it cannot be.
+    """
+    from contextnet_tf.deploy.export import load_model
+
+    models = {}
+    base = None
+    for height, width in resolutions:
+        label = f"{height}x{width}"
+        if model in MODEL_NAMES:
+            models[label] = load_model(model, (height, width, 3), num_classes, weights)
+            continue
+        base = base or load_model(model, weights=weights)
+        if tuple(base.input_shape[1:3]) == (height, width):
+            models[label] = base
+            continue
+        from contextnet_tf.evaluation.prediction import rebuild_at_size
+
+        rebuilt = rebuild_at_size(base, height, width)
+        if rebuilt is None:
+            raise ValueError(f"{model!r} is built at {base.input_shape[1:3]} and cannot be rebuilt at {label}")
+        models[label] = rebuilt
+    return models

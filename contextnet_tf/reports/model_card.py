@@ -1,0 +1,270 @@
+"""Publishing a trained run as a pretrained model: the ``.keras`` file, its evaluation and a model card.
+
+    python experiments/model_card.py --run=runs/fast_scnn_camvid --name=fast_scnn_camvid --out_dir=pretrained \
+        --data_dir=../shared/data/camvid --input_scale=2 --eval_flip --eval_scales=1.5,2,2.5
+
+`publish` reads a run folder (`contextnet_tf.training` layout: ``config.json``, ``metrics.jsonl``, TensorBoard events,
+``final.keras`` / ``best.keras``), evaluates the chosen weights on the validation split (plain, and with the
+test-time augmentation given), and writes into `out_dir`:
+
+* ``{name}.keras``: the inference model (logits only, float32), loadable by `experiments/evaluate.py`,
+  `experiments/predict.py`, `experiments/export.py` and `keras.saving.load_model`;
+* ``{name}.md``: the model card: data, the exact training command, recipe, steps, wall time and hardware, val mIoU
+  with the per-class table, the evaluation command, how to use it, limits;
+* ``{name}.json``: the evaluation metrics (`contextnet_tf.evaluation.metrics` format, both settings);
+* ``{name}_curve.png``: the training curve (train loss, val mIoU during training).
+"""
+
+import json
+import os
+import shutil
+
+import keras
+import tensorflow as tf
+
+from contextnet_tf import data
+from contextnet_tf.evaluation import metrics as evaluation
+from contextnet_tf.models.profiling import count_trainable_params
+from contextnet_tf.training import TrainConfig
+
+_FLAG_FIELDS = (
+    "model", "dataset", "data_dir", "workdir", "preset", "steps", "epochs", "batch_size", "crop", "scale_range",
+    "strategy", "optimizer", "lr", "lr_power", "momentum", "weight_decay", "aux_weight", "class_weighting",
+    "init_from", "width", "mixed_precision", "precision", "seed", "deterministic", "cache", "label_source", "train_split", "val_split", "eval_every",
+    "eval_flip", "eval_scales", "checkpoint_every", "log_every",
+)
+
+
+def read_config(run_dir):
+    """The run's resolved `TrainConfig` (from ``config.json``), with a clear error for a folder that is not a run."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{run_dir} is not a training run folder: {path} is missing")
+    with open(path) as f:
+        return TrainConfig.from_json(f.read())
+
+
+def _flag_value(value):
+    if isinstance(value, (tuple, list)):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def train_command(config):
+    """The `experiments/train.py` command line that reproduces `config`: the preset plus every field that differs
+    from it (booleans as ``--flag`` / ``--noflag``)."""
+    overrides = {} if config.steps is None else {"steps": config.steps}
+    reference = TrainConfig.from_preset(config.preset, **overrides)
+    parts = ["python experiments/train.py"]
+    for field in _FLAG_FIELDS:
+        value = getattr(config, field)
+        always = field in ("model", "dataset", "data_dir", "workdir", "preset", "steps")
+        if value is None or (not always and value == getattr(reference, field)):
+            continue
+        if isinstance(value, tuple) and value == tuple(getattr(reference, field) or ()) and not always:
+            continue
+        if isinstance(value, bool):
+            parts.append(f"--{field}" if value else f"--no{field}")
+        else:
+            parts.append(f"--{field}={_flag_value(value)}")
+    return " \\\n    ".join(parts)
+
+
+def training_wall_time(run_dir):
+    """Seconds from the first to the last train scalar in the run's TensorBoard events (None without events).
+
+    Gaps of more than 10 minutes between consecutive events (a killed and later resumed run) are left out.
+    """
+    folder = os.path.join(run_dir, "tensorboard", "train")
+    if not os.path.isdir(folder):
+        return None
+    times = []
+    for name in sorted(os.listdir(folder)):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+            if event.summary.value:
+                times.append(event.wall_time)
+    times.sort()
+    if len(times) < 2:
+        return None
+    return float(sum(b - a for a, b in zip(times, times[1:]) if b - a < 600))
+
+
+def _per_class_table(plain, tta, tta_label):
+    lines = [f"| class | IoU % | IoU % ({tta_label}) |", "|---|---:|---:|"] if tta else [
+        "| class | IoU % |", "|---|---:|"]
+    for name, value in plain["class_iou"].items():
+        cell = "-" if value is None else f"{100 * value:.1f}"
+        if tta:
+            other = tta["class_iou"][name]
+            lines.append(f"| {name} | {cell} | {'-' if other is None else f'{100 * other:.1f}'} |")
+        else:
+            lines.append(f"| {name} | {cell} |")
+    mean = f"| **mean (mIoU)** | **{100 * plain['miou']:.1f}** |"
+    lines.append(mean + (f" **{100 * tta['miou']:.1f}** |" if tta else ""))
+    return "\n".join(lines)
+
+
+def _extras(config):
+    """The recipe's departures from the papers' loss and initialisation, for the card's training row."""
+    parts = []
+    if config.class_weighting != "none":
+        parts.append(f"{config.class_weighting} class weighting (run's class_weights.json)")
+    if config.init_from:
+        parts.append(f"initialised from `{config.init_from}`")
+    return "".join(f"; {part}" for part in parts)
+
+
+def card_input_scale(model_path):
+    """The input scale a published model's card evaluates it at (``plain.scales`` of the ``.json`` beside the
+    ``.keras`` file), or None when there is no such file (a model that was not published with `publish`)."""
+    metrics_path = os.path.splitext(model_path)[0] + ".json"
+    if not os.path.exists(metrics_path):
+        return None
+    with open(metrics_path) as f:
+        try:
+            scales = json.load(f)["plain"]["scales"]
+        except (ValueError, KeyError, TypeError):
+            return None  # some other JSON file of the same name: not a card
+    return float(scales[0]) if isinstance(scales, list) and len(scales) == 1 else None
+
+
+def resolve_scales(model_path, scales, explicit, log=print):
+    """The input scales for evaluate.py / predict.py: `scales` when given on the command line (`explicit`), else the
+    model card's input scale when it is not 1 (a model trained on upscaled crops, e.g. ``pretrained/fast_scnn_camvid``,
+    which is meant to run on frames resized x2), else `scales`."""
+    scales = [float(s) for s in scales]
+    if explicit:
+        return scales
+    card_scale = card_input_scale(model_path)
+    if card_scale is None or card_scale == 1.0:
+        return scales
+    log(f"--scales={card_scale:g}: the input scale of {os.path.splitext(model_path)[0]}.json, the model's card "
+        "(pass --scales to choose another)")
+    return [card_scale]
+
+
+def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=False, scales=None, split="val",
+            hardware=None, notes=None, input_scale=1.0, log=print):
+    """Evaluates a run's model and writes ``{name}.keras``, ``.md``, ``.json`` and ``_curve.png`` to `out_dir`.
+
+    Args:
+        run_dir: the training run folder.
+        name: file stem of the published model (e.g. ``fast_scnn_camvid``).
+        out_dir: where to write (e.g. ``pretrained/``).
+        data_dir: dataset root for the evaluation (default: the run's own `data_dir`).
+        checkpoint: ``final`` (the end of the schedule) or ``best`` (best val mIoU seen during training).
+        flip, scales: test-time augmentation of the second evaluation (default scales: `input_scale` alone; no
+            flip and no other scales: only the plain evaluation).
+        split: the split to evaluate.
+        hardware: a line describing where the run trained (default: this machine's CPU).
+        notes: extra markdown for the card (what was tried, limits).
+        input_scale: the input scale of the single-scale evaluation: images are resized by this factor before the
+            network and its logits resized back to the label size (`contextnet_tf.evaluation.metrics`). A model trained on
+            upscaled crops (``--scale_range=1,2.5``) is meant to run at such a scale; the card's commands pass it as
+            ``--scales``.
+
+    Returns:
+        dict with ``plain`` and (if any augmentation) ``tta`` metrics and the written paths.
+    """
+    from contextnet_tf.reports.quickstart import plot_training_curve
+    from contextnet_tf.deploy.timing import environment
+
+    if checkpoint not in ("final", "best"):
+        raise ValueError(f"checkpoint must be 'final' or 'best', got {checkpoint!r}")
+    if not input_scale > 0:
+        raise ValueError(f"input_scale must be positive, got {input_scale!r}")
+    input_scale = float(input_scale)
+    scales = (input_scale,) if not scales else tuple(float(s) for s in scales)
+    config = read_config(run_dir)
+    model_path = os.path.join(run_dir, f"{checkpoint}.keras")
+    if not os.path.exists(model_path):
+        raise FileNotFoundError(f"{model_path} does not exist: has the run in {run_dir} finished?")
+    data_dir = data_dir or config.data_dir
+    model = keras.saving.load_model(model_path, compile=False)
+    info = data.get_info(config.dataset)
+
+    def run_eval(**kwargs):
+        batches = data.make_dataset(config.dataset, data_dir, split, training=False, batch_size=1)
+        return evaluation.evaluate(model, batches, info, **kwargs)
+
+    log(f"evaluating {model_path} on {config.dataset} {split} ...")
+    plain = run_eval(scales=(input_scale,))
+    other_scales = scales != (input_scale,)
+    scales_text = ",".join(f"{s:g}" for s in scales)
+    tta = run_eval(flip=flip, scales=scales) if flip or other_scales else None
+    tta_label = "+".join(filter(None, ["flip" if flip else "", f"scales {scales_text}" if other_scales else ""]))
+    os.makedirs(out_dir, exist_ok=True)
+    keras_path = os.path.join(out_dir, f"{name}.keras")
+    shutil.copyfile(model_path, keras_path)
+    metrics_path = os.path.join(out_dir, f"{name}.json")
+    evaluation.write_json({"plain": plain, **({"tta": tta, "tta_setting": tta_label} if tta else {})}, metrics_path)
+    curve_path = os.path.join(out_dir, f"{name}_curve.png")
+    plot_training_curve(os.path.join(run_dir, "metrics.jsonl"), curve_path, plain["miou"], config.steps)
+
+    seconds = training_wall_time(run_dir)
+    num_train = len(data.list_examples(config.dataset, config.data_dir, config.train_split))
+    steps = config.total_steps(num_train)
+    env = environment()
+    hardware = hardware or f"{env['cpu']} ({env['cpu_count']} cores), TensorFlow {env['versions'].get('tensorflow')}"
+    eval_command = (f"python experiments/evaluate.py --model={keras_path} --dataset={config.dataset} "
+                    f"--data_dir={data_dir} --split={split}")
+    scale_flag = "" if input_scale == 1.0 else f" --scales={input_scale:g}"
+    eval_tta = eval_command + (" --flip" if flip else "") + (f" --scales={scales_text}" if scales != (1.0,) else "")
+    eval_command += scale_flag
+    single = "single scale" if input_scale == 1.0 else f"single scale, input resized x{input_scale:g}"
+    size_note = "" if input_scale == 1.0 else (
+        f"; run it on images resized x{input_scale:g}, the scale it was trained and evaluated at (evaluate.py and "
+        "predict.py do so by default: they read it from the `.json` beside the `.keras` file; `--scales` overrides)")
+    origin = f"fine-tuned from `{config.init_from}`" if config.init_from else "trained from scratch"
+    card = f"""# {name}
+
+`{config.model}` ({count_trainable_params(model):,} parameters) {origin} on {config.dataset}
+`{config.train_split}` ({num_train} images), evaluated on `{split}`.
+
+| | |
+|---|---|
+| {split} mIoU | **{100 * plain['miou']:.1f}%** ({single}){f" / **{100 * tta['miou']:.1f}%** ({tta_label})" if tta else ""} |
+| pixel accuracy | {100 * plain['pixel_accuracy']:.1f}% |
+| input | float32 RGB in [0, 255], any size (built at {model.input_shape[1]}x{model.input_shape[2]}; \
+`contextnet_tf.evaluation.prediction` rebuilds it at other sizes){size_note} |
+| output | logits, {info.num_classes} classes: {", ".join(info.class_names)} |
+| weights | `{checkpoint}.keras` of the run (step {steps}) |
+| training | {steps} steps ({steps * config.batch_size / num_train:.0f} epochs) of batch {config.batch_size}, \
+crops {config.crop[0]}x{config.crop[1]}, random scale {config.scale_range[0]:g}-{config.scale_range[1]:g}, flips and \
+colour jitter; {config.optimizer} lr {config.lr:g} poly {config.lr_power:g}, momentum {config.momentum:g}, \
+L2 {config.weight_decay:g}, auxiliary losses {config.aux_weight:g}{_extras(config)} |
+| wall time | {"unknown" if seconds is None else f"{seconds / 60:.0f} minutes"} on {hardware} |
+
+## Training command
+
+```bash
+{train_command(config)}
+```
+
+![training curve]({os.path.basename(curve_path)})
+
+## Evaluation
+
+```bash
+{eval_command}
+{eval_tta if tta else ""}
+```
+
+{_per_class_table(plain, tta, tta_label)}
+
+## Use
+
+```bash
+python experiments/predict.py --model={keras_path} --input=IMAGES --output_dir=OUT --format=overlay{scale_flag}
+python experiments/export.py --model={keras_path} --format=saved_model --output=OUT/saved_model
+```
+
+{notes or ""}
+"""
+    card_path = os.path.join(out_dir, f"{name}.md")
+    with open(card_path, "w") as f:
+        f.write(card)
+    log(f"wrote {keras_path}, {card_path}, {metrics_path}, {curve_path}")
+    return {"plain": plain, "tta": tta, "paths": [keras_path, card_path, metrics_path, curve_path]}

@@ -1,0 +1,284 @@
+"""The papers' ablation studies as library calls: what the notebooks in `notebooks/` run, cell by cell.
+
+* `train_study_run`: trains one network of a study with the package's training loop (or reuses the finished run in
+  the same folder, so notebooks share runs and a re-run of a notebook costs no training), and returns its val
+  metrics and final model.
+* `zero_fusion_input`: a copy of a trained network with one input of a fusion unit zeroed: ContextNet's detail or
+  context branch (paper section 3.2, "Context Branch Analysis", Figure 2) or Fast-SCNN's learning-to-downsample skip
+  connection (Fast-SCNN section 3.2, "Ablation Study", Figure 3).
+* `ensemble`: averaged softmax of independently trained networks (ContextNet section 3.2, "ContextNet vs Ensemble
+  Nets": the context-only ``cn14-context`` and detail-only ``cn14-detail`` networks).
+* `CLASS_GROUPS` / `group_iou`: ContextNet Table 5's small-size, fine-detail and rare class groups.
+* `PAPER_*`: the papers' numbers the notebooks print beside ours.
+
+What "zeroing a branch" means (the ContextNet paper says it "zeroed the output" of a branch; Fast-SCNN says it
+"zero-out the contribution of the skip connection"): we zero the branch's *contribution to the fusion sum*, i.e. the
+output of the fusion unit's linear 1x1 conv + batch norm on that input, by setting that batch norm's gamma and beta
+to 0. Zeroing the raw branch features instead would still add the batch norm's shift (beta - gamma * mean / std), a
+constant the network never saw alone. Pinned in tests/test_reports_studies.py.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from contextnet_tf import data
+from contextnet_tf.evaluation.metrics import evaluate
+from contextnet_tf.evaluation.prediction import model_at_size, rebuild_at_size
+
+# ContextNet Table 4 (Cityscapes validation, mIoU %; fps at 1024x2048 on a Titan X) and section 3.2.
+PAPER_CONTEXTNET = {
+    "cn18": dict(miou=60.2, fps=22.6, params=850_000),
+    "cn14": dict(miou=65.9, fps=18.3, params=850_000),
+    "cn12": dict(miou=68.7, fps=11.4, params=850_000),
+    "cn124": dict(miou=67.3, fps=7.6, params=930_000),
+    "cn14-500": dict(miou=62.1, fps=None, params=490_459),
+    "cn14-160": dict(miou=57.7, fps=None, params=159_387),
+}
+# ContextNet section 3.2: independently trained branches and their softmax ensemble (Cityscapes val mIoU %).
+PAPER_ENSEMBLE = {"cn14-context": 63.3, "cn14-detail": 25.1, "ensemble": 60.3, "cn14": 66.9}
+# Fast-SCNN Table 7 (Cityscapes test, class mIoU %, fps on a Titan Xp) and the skip ablation of section 3.2 (val).
+PAPER_FAST_SCNN_RESOLUTION = {"1024x2048": (68.0, 123.5), "512x1024": (62.8, 285.8), "256x512": (51.9, 485.4)}
+PAPER_FAST_SCNN_SKIP = {"with skip": 69.22, "skip zeroed": 64.30}
+
+# ContextNet Table 5's groups (Cityscapes names), and the CamVid classes that play the same roles. CamVid has no
+# class as rare as Cityscapes' bus, train and truck; its rarest, bicyclist, is also its fine-detail class.
+CLASS_GROUPS = {
+    "cityscapes": {
+        "small": ("fence", "pole", "traffic light", "traffic sign"),
+        "fine detail": ("person", "rider", "motorcycle", "bicycle"),
+        "rare": ("bus", "train", "truck"),
+    },
+    "camvid": {
+        "small": ("pole", "sign symbol", "fence"),
+        "fine detail": ("pedestrian", "bicyclist"),
+        "rare": ("bicyclist",),
+    },
+}
+CLASS_GROUPS["synthetic"] = CLASS_GROUPS["cityscapes"]
+
+
+def _canonical(name):
+    return name.lower().replace("_", " ").replace("-", " ")
+
+
+def group_iou(metrics, dataset):
+    """Mean IoU (fraction) of each class group of `dataset` from `evaluate` metrics; classes absent are skipped.
+
+    Raises:
+        ValueError: if a group names a class the metrics do not have (a wrong dataset).
+    """
+    class_iou = {_canonical(k): v for k, v in metrics["class_iou"].items()}
+    groups = {}
+    for group, names in CLASS_GROUPS[dataset].items():
+        values = []
+        for name in names:
+            if _canonical(name) not in class_iou:
+                raise ValueError(f"class {name!r} of group {group!r} is not in the metrics ({sorted(class_iou)})")
+            if class_iou[_canonical(name)] is not None:
+                values.append(class_iou[_canonical(name)])
+        groups[group] = float(np.mean(values)) if values else None
+    return groups
+
+
+def _copy(model):
+    height, width = model.input_shape[1:3]
+    copy = rebuild_at_size(model, height, width)
+    if copy is None:
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+    return copy
+
+
+def fusion_inputs(model):
+    """{"high": [...], "low": [...]}: names of the batch norms ending each fusion unit's two 1x1 projections.
+
+    ContextNet: ``fusion*`` units (cn124 has two: ``fusion2`` first, then ``fusion``); Fast-SCNN: ``ffm``.
+    """
+    names = [layer.name for layer in model.layers]
+    high = [n for n in names if n.endswith("_high_pw_bn") and (n.startswith("fusion") or n.startswith("ffm"))]
+    low = [n for n in names if n.endswith("_low_pw_bn") and (n.startswith("fusion") or n.startswith("ffm"))]
+    if not high or not low:
+        raise ValueError(f"model {model.name!r} has no fusion unit (layers *_high_pw_bn / *_low_pw_bn)")
+    return {"high": high, "low": low}
+
+
+def zero_fusion_input(model, which):
+    """A copy of `model` with one input of its fusion unit(s) contributing exactly zero.
+
+    Args:
+        model: a trained ContextNet or Fast-SCNN (logits model, any size).
+        which: ``"detail"`` (every shallow branch of a ContextNet) or ``"context"`` (the deep branch: the low input
+            of the first fusion unit); for Fast-SCNN ``"skip"`` (the learning-to-downsample skip connection) or
+            ``"global"`` (the global feature extractor).
+
+    Returns:
+        A new model with the same weights except the chosen projections' batch-norm gamma and beta, set to zero.
+    """
+    inputs = fusion_inputs(model)
+    targets = {
+        "detail": inputs["high"],
+        "skip": inputs["high"],
+        "context": inputs["low"][:1],
+        "global": inputs["low"][:1],
+    }
+    if which not in targets:
+        raise ValueError(f"which must be one of {', '.join(targets)}, got {which!r}")
+    is_fast_scnn = inputs["high"][0].startswith("ffm")
+    if is_fast_scnn != (which in ("skip", "global")):
+        allowed = "skip, global" if is_fast_scnn else "detail, context"
+        raise ValueError(f"{model.name!r} takes which in ({allowed}), got {which!r}")
+    copy = _copy(model)
+    for name in targets[which]:
+        layer = copy.get_layer(name)
+        weights = layer.get_weights()  # gamma, beta, moving mean, moving variance
+        layer.set_weights([np.zeros_like(weights[0]), np.zeros_like(weights[1]), *weights[2:]])
+    return copy
+
+
+def ensemble(models, input_shape):
+    """A model averaging the softmax probabilities of `models` (each rebuilt at `input_shape` when needed).
+
+    Its output is probabilities, not logits; argmax (what evaluation and prediction take) is unaffected.
+    """
+    if len(models) < 2:
+        raise ValueError(f"an ensemble needs at least two models, got {len(models)}")
+    height, width = input_shape[:2]
+    image = keras.Input((height, width, 3), name="image")
+    probs = []
+    for i, model in enumerate(models):
+        logits = model_at_size(model, height, width)(image)
+        logits = logits["logits"] if isinstance(logits, dict) else logits
+        probs.append(keras.layers.Softmax(name=f"member{i}_softmax")(logits))
+    return keras.Model(image, keras.layers.Average(name="average")(probs), name="ensemble")
+
+
+@dataclasses.dataclass
+class StudyRun:
+    """One trained network of a study: its run folder, final model, val metrics and training wall time."""
+
+    name: str
+    workdir: str
+    model: keras.Model
+    metrics: dict
+    train_seconds: float
+    config: dict
+
+    @property
+    def miou(self):
+        return self.metrics["miou"]
+
+
+def train_study_run(runs_root, tag, config, model_fn=None):
+    """Trains `config` in ``runs_root/tag`` (or reuses the finished run there) and returns a `StudyRun`.
+
+    Args:
+        runs_root: folder holding a study's run folders (shared by the notebooks).
+        tag: run folder name.
+        config: a `contextnet_tf.training.TrainConfig`; its workdir is replaced by ``runs_root/tag``.
+        model_fn: passed to `train` (e.g. a pruned model's builder).
+
+    A run folder whose ``final.keras`` and ``val_metrics.json`` exist is reused as is (delete the folder to retrain);
+    an unfinished one is resumed from its last checkpoint.
+    """
+    from contextnet_tf.training import train
+
+    workdir = os.path.join(runs_root, tag)
+    config = dataclasses.replace(config, workdir=workdir)
+    final, metrics_path = os.path.join(workdir, "final.keras"), os.path.join(workdir, "val_metrics.json")
+    timing_path = os.path.join(workdir, "study_time.json")
+    if not (os.path.exists(final) and os.path.exists(metrics_path)):
+        start = time.perf_counter()
+        train(config, model_fn=model_fn)
+        with open(timing_path, "w") as f:
+            json.dump({"train_seconds": time.perf_counter() - start}, f)
+    with open(metrics_path) as f:
+        metrics = json.load(f)
+    seconds = None
+    if os.path.exists(timing_path):
+        with open(timing_path) as f:
+            seconds = json.load(f)["train_seconds"]
+    model = keras.saving.load_model(final, compile=False)
+    return StudyRun(tag, workdir, model, metrics, seconds, dataclasses.asdict(config))
+
+
+def prepare_data(dataset, data_root, runs_root, synthetic_size=(64, 128), num_train=24, num_val=4):
+    """The data folder of a study: `data_root`, or for ``synthetic`` with no root a synthetic city generated once
+    under ``runs_root/synthetic_city``. Raises a clear error for a missing real data folder."""
+    if data_root:
+        if not os.path.isdir(data_root):
+            raise FileNotFoundError(f"DATA_ROOT {data_root!r} does not exist (dataset {dataset!r})")
+        return data_root
+    if dataset != "synthetic":
+        raise ValueError(f"dataset {dataset!r} needs DATA_ROOT (its folder); only 'synthetic' is generated")
+    city = os.path.join(runs_root, "synthetic_city")
+    if not os.path.isdir(os.path.join(city, "leftImg8bit", "val")):
+        data.generate_synthetic_city(city, num_train=num_train, num_val=num_val, image_size=synthetic_size, seed=0)
+    return city
+
+
+def val_dataset(dataset, data_dir, split="val"):
+    """Full-size, unaugmented evaluation batches (batch 1) and the dataset's `info`."""
+    info = data.get_info(dataset)
+    return data.make_dataset(dataset, data_dir, split, training=False, batch_size=1), info
+
+
+def evaluate_model(model, dataset, data_dir, split="val", **kwargs):
+    """`contextnet_tf.evaluation.metrics.evaluate` on a split of a dataset (kwargs: flip, scales, max_images)."""
+    batches, info = val_dataset(dataset, data_dir, split)
+    return evaluate(model, batches, info, **kwargs)
+
+
+def markdown_table(rows, columns):
+    """A markdown table of dict rows; `columns` maps a header to a key or a function of the row.
+
+    Floats in [0, 1] under headers containing "IoU" are shown as percentages with one decimal.
+    """
+    headers = list(columns)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in rows:
+        cells = []
+        for header in headers:
+            getter = columns[header]
+            value = getter(row) if callable(getter) else row.get(getter)
+            if value is None:
+                cells.append("-")
+            elif isinstance(value, float) and "iou" in header.lower() and 0.0 <= value <= 1.0:
+                cells.append(f"{100 * value:.1f}")
+            elif isinstance(value, float):
+                cells.append(f"{value:.2f}")
+            elif isinstance(value, int):
+                cells.append(f"{value:,}")
+            else:
+                cells.append(str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def predict_examples(models, dataset, data_dir, num_images=3, split="val"):
+    """Colour-coded predictions of several models on the first images of a split, for a figure grid.
+
+    Args:
+        models: dict mapping a column title to a model (any input size; rebuilt at the image size when needed).
+        dataset, data_dir, split: the images to use (full size, unaugmented).
+        num_images: rows of the grid.
+
+    Returns:
+        A list of rows, each a dict ``{"image": uint8 RGB, "ground truth": RGB, <title>: RGB, ...}``.
+    """
+    from contextnet_tf.evaluation.prediction import Predictor
+
+    batches, info = val_dataset(dataset, data_dir, split)
+    predictors = {title: Predictor(model) for title, model in models.items()}
+    rows = []
+    for images, labels in batches.take(num_images):
+        row = {"image": np.clip(images[0].numpy(), 0, 255).astype(np.uint8),
+               "ground truth": data.colorize(labels[0].numpy(), info)}
+        for title, predictor in predictors.items():
+            row[title] = data.colorize(predictor.labels(images)[0], info)
+        rows.append(row)
+    return rows

@@ -1,0 +1,107 @@
+"""Tests of contextnet_tf.evaluation.prediction: any input size, flip / multi-scale averaging, output formats, predict.py."""
+
+import os
+import subprocess
+import sys
+
+import cv2
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from contextnet_tf import build_model, data
+from contextnet_tf.evaluation import prediction
+
+INFO = data.get_info("cityscapes")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _images(shape, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("name,aux,width", [("cn14-500", False, 1.0), ("fast_scnn", True, 2.0)])
+def test_model_at_size_rebuilds_with_the_same_weights(name, aux, width):
+    model = build_model(name, (64, 96, 3), num_classes=5, aux=aux, width=width)
+    resized = prediction.model_at_size(model, 80, 112)
+    assert resized.input_shape == (None, 80, 112, 3) and resized.output_shape == (None, 80, 112, 5)
+    assert not isinstance(resized.output, dict)
+    back = prediction.model_at_size(resized, 64, 96)
+    x = _images((1, 64, 96, 3))
+    expected = model(x)["logits"] if aux else model(x)
+    np.testing.assert_allclose(back(x), expected, atol=1e-5)
+    assert prediction.model_at_size(model, 64, 96) is model
+
+
+def test_model_at_size_wraps_models_it_cannot_rebuild(caplog):
+    inputs = keras.Input((64, 64, 3))
+    custom = keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs), name="custom")
+    wrapped = prediction.model_at_size(custom, 40, 50)
+    assert wrapped.output_shape == (None, 40, 50, 3)
+    assert "cannot rebuild custom" in caplog.text
+
+
+def test_flip_and_scales_average_probabilities():
+    model = build_model("fast_scnn", (64, 96, 3), num_classes=4)
+    x = _images((2, 64, 96, 3), seed=1)
+    flipped = prediction.Predictor(model, flip=True).logits_or_probabilities(x)
+    by_hand = (tf.nn.softmax(model(x)) + tf.reverse(tf.nn.softmax(model(tf.reverse(x, [2]))), [2])) / 2
+    np.testing.assert_allclose(flipped, by_hand, atol=1e-5)
+    multi = prediction.Predictor(model, scales=(0.5, 1.0)).logits_or_probabilities(x)
+    half = prediction.model_at_size(model, 32, 48)(tf.image.resize(x, (32, 48)))
+    by_hand = (tf.image.resize(tf.nn.softmax(half), (64, 96)) + tf.nn.softmax(model(x))) / 2
+    np.testing.assert_allclose(multi, by_hand, atol=1e-5)
+    np.testing.assert_allclose(tf.reduce_sum(multi, -1), 1.0, atol=1e-5)
+
+
+def test_cityscapes_label_ids_match_cityscapesscripts():
+    from cityscapesscripts.helpers.labels import trainId2label
+
+    ids = prediction.cityscapes_label_ids(np.array([*range(19), 255]))
+    assert ids.dtype == np.uint8
+    assert list(ids[:19]) == [trainId2label[t].id for t in range(19)]
+    assert ids[19] == 0  # ignore -> unlabeled
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    os.makedirs(root / "city")
+    cv2.imwrite(str(root / "a.png"), _images((70, 90, 3)).astype(np.uint8))
+    cv2.imwrite(str(root / "city" / "b_leftImg8bit.jpg"), _images((48, 128, 3), seed=2).astype(np.uint8))
+    return root
+
+
+def test_predict_files_writes_every_format_at_the_input_size(image_folder, tmp_path):
+    model = build_model("cn14", (64, 64, 3), num_classes=19)
+    outputs = {}
+    for fmt in prediction.FORMATS:
+        written = prediction.predict_files(model, str(image_folder), str(tmp_path / fmt), fmt, INFO)
+        assert sorted(os.path.relpath(p, tmp_path / fmt) for p in written) == ["a.png", "city/b_leftImg8bit.png"]
+        outputs[fmt] = [cv2.imread(p, cv2.IMREAD_UNCHANGED) for p in sorted(written)]
+    for fmt in prediction.FORMATS:
+        assert outputs[fmt][0].shape[:2] == (70, 90) and outputs[fmt][1].shape[:2] == (48, 128)
+    label_ids = outputs["labelids"][0]
+    assert label_ids.ndim == 2 and set(np.unique(label_ids)) <= set(prediction.cityscapes_label_ids(np.arange(19)))
+    # The colour image is the palette of the predicted train ids; the overlay blends it with the image.
+    id_to_train = {int(label_id): t for t, label_id in enumerate(prediction.cityscapes_label_ids(np.arange(19)))}
+    expected_color = INFO.palette[np.vectorize(id_to_train.get)(label_ids)]
+    np.testing.assert_array_equal(cv2.cvtColor(outputs["color"][0], cv2.COLOR_BGR2RGB), expected_color)
+    image = cv2.cvtColor(cv2.imread(str(image_folder / "a.png")), cv2.COLOR_BGR2RGB).astype(np.float32)
+    blend = np.round(0.5 * image + 0.5 * expected_color).astype(np.uint8)
+    np.testing.assert_allclose(cv2.cvtColor(outputs["overlay"][0], cv2.COLOR_BGR2RGB), blend, atol=1)
+
+
+def test_predict_cli(image_folder, tmp_path):
+    model_path = tmp_path / "model.keras"
+    build_model("fast_scnn", (64, 64, 3), num_classes=11).save(model_path)
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "experiments", "predict.py"), f"--model={model_path}",
+         f"--input={image_folder / 'a.png'}", f"--output_dir={tmp_path / 'out'}", "--format=labelids",
+         "--dataset=camvid", "--flip"],
+        capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    labels = cv2.imread(str(tmp_path / "out" / "a.png"), cv2.IMREAD_UNCHANGED)
+    assert labels.shape == (70, 90) and labels.max() < 11  # CamVid: train ids

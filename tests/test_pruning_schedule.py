@@ -1,0 +1,51 @@
+"""The 2x -> 1.5x -> 1.25x -> 1x schedule end to end on a tiny synthetic city."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from contextnet_tf import build_model, data
+from contextnet_tf.pruning import schedule as prune_schedule
+from contextnet_tf.models.profiling import count_trainable_params
+from contextnet_tf.training import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    root = tmp_path_factory.mktemp("city")
+    data.generate_synthetic_city(root, num_train=6, num_val=2, image_size=(64, 128), seed=1)
+    return str(root)
+
+
+def test_schedule_runs_end_to_end_and_each_stage_is_the_width_build(city, tmp_path):
+    config = TrainConfig(model="cn14-160", dataset="synthetic", data_dir=city, workdir=str(tmp_path / "prune"),
+                         steps=2, batch_size=2, crop=(64, 128), eval_every=0, checkpoint_every=100, progress=False,
+                         num_prediction_images=0)
+    rows = prune_schedule.run_schedule(config, wide_steps=3, finetune_steps=2, finetune_lr=0.01)
+    assert [r["width"] for r in rows] == [2.0, 1.5, 1.25, 1.0]
+    assert [r["lr"] for r in rows] == [config.lr, 0.01, 0.01, 0.01]
+    assert [r["steps"] for r in rows] == [3, 2, 2, 2]
+    for row in rows:
+        expected = count_trainable_params(build_model("cn14-160", (64, 128, 3), 19, width=row["width"]))
+        assert row["params"] == expected
+        assert row["miou"] is not None and 0.0 <= row["miou"] <= 1.0
+        assert os.path.exists(os.path.join(row["workdir"], "final.keras"))
+    params = [r["params"] for r in rows]
+    assert params == sorted(params, reverse=True)
+    with open(tmp_path / "prune" / "pruning.json") as f:
+        assert json.load(f) == rows
+    table = prune_schedule.markdown_table(rows)
+    assert table.count("\n") == 5 and "| 3 | 1x |" in table
+
+    # Running again skips the finished stages and reports the same rows.
+    again = prune_schedule.run_schedule(config, wide_steps=3, finetune_steps=2, finetune_lr=0.01)
+    assert [r["params"] for r in again] == params
+    assert [r["miou"] for r in again] == pytest.approx([r["miou"] for r in rows])
+
+
+def test_schedule_rejects_non_decreasing_widths(city, tmp_path):
+    config = TrainConfig(model="cn14", dataset="synthetic", data_dir=city, workdir=str(tmp_path), steps=1)
+    with pytest.raises(ValueError, match="strictly decrease"):
+        prune_schedule.run_schedule(config, widths=(1.0, 1.5))

@@ -1,0 +1,143 @@
+"""contextnet_tf.reports.model_card: a finished run becomes a loadable .keras file, a model card with the command and the
+per-class table, metrics JSON and a training curve."""
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from contextnet_tf import data
+from contextnet_tf.evaluation import metrics as evaluation
+from contextnet_tf.reports import model_card
+from contextnet_tf.training import TrainConfig, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("card")
+    city = str(root / "city")
+    data.generate_synthetic_city(city, num_train=8, num_val=2, image_size=(64, 128), seed=0)
+    config = TrainConfig.from_preset("fast_scnn_paper", model="fast_scnn", dataset="synthetic", data_dir=city,
+                                     workdir=str(root / "run"), steps=4, batch_size=2, crop=(64, 64), eval_every=2,
+                                     log_every=1, checkpoint_every=2, progress=False)
+    train(config)
+    return config, root
+
+
+def test_train_command_round_trips_the_config(finished_run):
+    config, _ = finished_run
+    command = model_card.train_command(config)
+    assert command.startswith("python experiments/train.py")
+    flags = dict(part.strip(" \\\n").lstrip("-").split("=", 1) for part in command.split("--")[1:] if "=" in part)
+    assert flags["model"] == "fast_scnn" and flags["preset"] == "fast_scnn_paper"
+    assert flags["steps"] == "4" and flags["batch_size"] == "2" and flags["crop"] == "64,64"
+    assert "optimizer" not in flags and "lr" not in flags  # the preset's own values are not repeated
+
+
+def test_publish_writes_a_loadable_model_and_a_card(finished_run, tmp_path):
+    config, _ = finished_run
+    out = str(tmp_path / "pretrained")
+    result = model_card.publish(config.workdir, "tiny", out, flip=True, scales=(1.0, 1.5), log=lambda *_: None)
+    files = sorted(os.listdir(out))
+    assert files == ["tiny.json", "tiny.keras", "tiny.md", "tiny_curve.png"]
+    assert cv2.imread(os.path.join(out, "tiny_curve.png")).shape[2] == 3
+    with open(os.path.join(out, "tiny.json")) as f:
+        stored = json.load(f)
+    assert stored["plain"]["miou"] == result["plain"]["miou"] and stored["tta_setting"] == "flip+scales 1,1.5"
+    card = open(os.path.join(out, "tiny.md")).read()
+    assert f"**{100 * result['plain']['miou']:.1f}%** (single scale)" in card
+    assert f"**{100 * result['tta']['miou']:.1f}%** (flip+scales 1,1.5)" in card
+    for name in data.get_info("synthetic").class_names:
+        assert f"| {name} |" in card
+    assert "--steps=4" in card and "--flip --scales=1,1.5" in card
+    assert "trained from scratch on synthetic" in card
+    model = keras.saving.load_model(os.path.join(out, "tiny.keras"), compile=False)
+    image = np.zeros((1, *model.input_shape[1:]), np.float32)
+    reference = keras.saving.load_model(os.path.join(config.workdir, "final.keras"), compile=False)
+    np.testing.assert_array_equal(model(image).numpy(), reference(image).numpy())
+
+
+def test_published_model_is_accepted_by_evaluate_py(finished_run, tmp_path):
+    config, _ = finished_run
+    out = str(tmp_path / "pretrained")
+    result = model_card.publish(config.workdir, "tiny", out, log=lambda *_: None)
+    metrics_path = str(tmp_path / "m.json")
+    subprocess.run([sys.executable, os.path.join(REPO, "experiments", "evaluate.py"),
+                    f"--model={out}/tiny.keras", "--dataset=synthetic", f"--data_dir={config.data_dir}",
+                    "--split=val", f"--output={metrics_path}"], check=True, capture_output=True)
+    with open(metrics_path) as f:
+        assert json.load(f)["miou"] == pytest.approx(result["plain"]["miou"], abs=1e-9)
+
+
+def test_publish_errors_name_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a training run folder"):
+        model_card.publish(str(tmp_path), "x", str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="checkpoint"):
+        model_card.publish(str(tmp_path), "x", str(tmp_path / "out"), checkpoint="last")
+
+
+def test_card_names_class_weighting_and_initialisation(finished_run):
+    config, _ = finished_run
+    assert model_card._extras(config) == ""
+    tuned = TrainConfig(**{**json.loads(config.to_json()), "class_weighting": "enet", "init_from": "runs/a/final.keras"})
+    extras = model_card._extras(tuned)
+    assert "enet class weighting" in extras and "initialised from `runs/a/final.keras`" in extras
+    command = model_card.train_command(tuned)
+    assert "--class_weighting=enet" in command and "--init_from=runs/a/final.keras" in command
+
+
+def test_publish_at_an_input_scale_evaluates_and_documents_that_scale(finished_run, tmp_path):
+    """A model trained on upscaled crops is published at its input scale: the single-scale number is the model on
+    images resized by that factor, and the card's evaluate/predict commands pass it."""
+    config, _ = finished_run
+    out = str(tmp_path / "pretrained")
+    result = model_card.publish(config.workdir, "up", out, input_scale=1.5, log=lambda *_: None)
+    assert result["plain"]["scales"] == [1.5] and result["tta"] is None
+    model = keras.saving.load_model(os.path.join(out, "up.keras"), compile=False)
+    info = data.get_info("synthetic")
+    batches = data.make_dataset("synthetic", config.data_dir, "val", training=False, batch_size=1)
+    direct = evaluation.evaluate(model, batches, info, scales=(1.5,))
+    np.testing.assert_array_equal(result["plain"]["confusion_matrix"], direct["confusion_matrix"])
+    batches = data.make_dataset("synthetic", config.data_dir, "val", training=False, batch_size=1)
+    at_one = evaluation.evaluate(model, batches, info)
+    assert at_one["confusion_matrix"] != direct["confusion_matrix"]  # the scale really changed the evaluation
+    card = open(os.path.join(out, "up.md")).read()
+    assert f"**{100 * result['plain']['miou']:.1f}%** (single scale, input resized x1.5)" in card
+    assert f"--split=val --scales=1.5\n" in card
+    assert "--format=overlay --scales=1.5" in card
+    with pytest.raises(ValueError, match="input_scale"):
+        model_card.publish(config.workdir, "up", out, input_scale=0)
+
+
+def test_evaluate_py_defaults_to_the_cards_input_scale(finished_run, tmp_path):
+    """Without --scales, evaluate.py runs a published model at its card's input scale (and says so); an explicit
+    --scales wins; a model without a card, or a card at scale 1, keeps the default."""
+    config, _ = finished_run
+    out = str(tmp_path / "pretrained")
+    result = model_card.publish(config.workdir, "up", out, input_scale=1.5, log=lambda *_: None)
+    model_path = os.path.join(out, "up.keras")
+    metrics_path = str(tmp_path / "m.json")
+    run = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "evaluate.py"), f"--model={model_path}",
+                          "--dataset=synthetic", f"--data_dir={config.data_dir}", "--split=val",
+                          f"--output={metrics_path}"], check=True, capture_output=True, text=True)
+    assert f"--scales=1.5: the input scale of {out}/up.json" in run.stdout
+    with open(metrics_path) as f:
+        stored = json.load(f)
+    assert stored["scales"] == [1.5] and stored["confusion_matrix"] == result["plain"]["confusion_matrix"]
+
+    messages = []
+    assert model_card.resolve_scales(model_path, ["1"], explicit=True, log=messages.append) == [1.0]
+    assert model_card.resolve_scales(model_path, ["1"], explicit=False, log=messages.append) == [1.5]
+    assert len(messages) == 1
+    no_card = os.path.join(config.workdir, "final.keras")  # a run's own file: no card beside it
+    assert model_card.card_input_scale(no_card) is None
+    assert model_card.resolve_scales(no_card, ["1", "1.25"], explicit=False) == [1.0, 1.25]
+    model_card.publish(config.workdir, "plain", out, log=lambda *_: None)
+    assert model_card.resolve_scales(os.path.join(out, "plain.keras"), ["1"], explicit=False) == [1.0]

@@ -1,0 +1,163 @@
+"""contextnet_tf.reports.studies and the single-branch ContextNets: zeroed fusion inputs, ensembles, class groups, reuse of
+finished study runs."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from contextnet_tf import build_model, data
+from contextnet_tf.reports import studies
+from contextnet_tf.models import ABLATION_NAMES
+from contextnet_tf.training import TrainConfig
+
+SHAPE = (64, 96, 3)
+
+
+def _randomize_batch_norm(model, seed=0):
+    """BN statistics far from identity, so a zeroed projection is not zero by accident."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([
+                rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.5, beta.shape),
+                rng.normal(0, 0.5, mean.shape), rng.uniform(0.5, 2.0, var.shape),
+            ])
+    return model
+
+
+def _images(seed=0, n=2):
+    return np.random.default_rng(seed).uniform(0, 255, (n, *SHAPE)).astype(np.float32)
+
+
+def _layer_output(model, name, images):
+    return keras.Model(model.input, model.get_layer(name).output)(images).numpy()
+
+
+@pytest.mark.parametrize("name,which,zeroed,kept", [
+    ("cn14", "detail", ["fusion_high_pw_bn"], ["fusion_low_pw_bn"]),
+    ("cn14", "context", ["fusion_low_pw_bn"], ["fusion_high_pw_bn"]),
+    ("cn124", "detail", ["fusion2_high_pw_bn", "fusion_high_pw_bn"], ["fusion2_low_pw_bn"]),
+    ("cn124", "context", ["fusion2_low_pw_bn"], ["fusion2_high_pw_bn", "fusion_high_pw_bn"]),
+    ("fast_scnn", "skip", ["ffm_high_pw_bn"], ["ffm_low_pw_bn"]),
+    ("fast_scnn", "global", ["ffm_low_pw_bn"], ["ffm_high_pw_bn"]),
+])
+def test_zero_fusion_input_contributes_exactly_zero(name, which, zeroed, kept):
+    model = _randomize_batch_norm(build_model(name, SHAPE, num_classes=5))
+    images = _images()
+    before = model(images).numpy()
+    ablated = studies.zero_fusion_input(model, which)
+    for layer in zeroed:
+        assert np.abs(_layer_output(model, layer, images)).max() > 1e-3  # not zero before
+        np.testing.assert_array_equal(_layer_output(ablated, layer, images), 0.0)
+    for layer in kept:
+        np.testing.assert_allclose(_layer_output(ablated, layer, images), _layer_output(model, layer, images),
+                                   atol=1e-5)
+    # The original is untouched and the ablation changes the prediction.
+    np.testing.assert_array_equal(model(images).numpy(), before)
+    assert np.abs(ablated(images).numpy() - before).max() > 1e-3
+
+
+def test_zeroed_detail_branch_is_cut_off():
+    """With the detail contribution zeroed, the detail branch's weights no longer affect the logits."""
+    ablated = studies.zero_fusion_input(_randomize_batch_norm(build_model("cn14", SHAPE, 5)), "detail")
+    images = _images(1)
+    out = ablated(images).numpy()
+    layer = ablated.get_layer("detail_conv1")
+    layer.set_weights([w + 1.0 for w in layer.get_weights()])
+    np.testing.assert_allclose(ablated(images).numpy(), out, atol=1e-5)
+
+
+def test_zero_fusion_input_rejects_wrong_branch_names():
+    with pytest.raises(ValueError, match="skip, global"):
+        studies.zero_fusion_input(build_model("fast_scnn", SHAPE, 5), "detail")
+    with pytest.raises(ValueError, match="detail, context"):
+        studies.zero_fusion_input(build_model("cn14", SHAPE, 5), "skip")
+    with pytest.raises(ValueError, match="no fusion unit"):
+        studies.zero_fusion_input(build_model("cn14-context", SHAPE, 5), "detail")
+
+
+def test_single_branch_networks():
+    context = build_model("cn14-context", SHAPE, 5)
+    detail = build_model("cn14-detail", SHAPE, 5)
+    joint = build_model("cn14", SHAPE, 5)
+    names = {m.name: {layer.name for layer in m.layers} for m in (context, detail, joint)}
+    assert not any(n.startswith(("detail", "fusion")) for n in names["cn14_context"])
+    assert not any(n.startswith(("context", "fusion")) for n in names["cn14_detail"])
+    # Each branch is exactly the joint network's branch: same layers, same weight shapes.
+    for model, prefix in ((context, "context_"), (detail, "detail_")):
+        for layer in model.layers:
+            if layer.name.startswith(prefix) and layer.weights:
+                shapes = [w.shape for w in joint.get_layer(layer.name).weights]
+                assert [w.shape for w in layer.weights] == shapes, layer.name
+        assert model(_images()).shape == (2, *SHAPE[:2], 5)
+    # Parameters: joint = context + detail + fusion unit - one classifier (each single network has its own).
+    count = lambda m: sum(int(np.prod(w.shape)) for w in m.trainable_weights)  # noqa: E731
+    fusion = sum(count_layer for layer in joint.layers if layer.name.startswith("fusion")
+                 for count_layer in [sum(int(np.prod(w.shape)) for w in layer.trainable_weights)])
+    classifier = sum(int(np.prod(w.shape)) for w in joint.get_layer("cls_conv").trainable_weights)
+    assert count(joint) == count(context) + count(detail) + fusion - classifier
+    assert set(build_model("cn14-context", SHAPE, 5, aux=True).output) == {"logits", "aux_context"}
+    assert set(build_model("cn14-detail", SHAPE, 5, aux=True).output) == {"logits"}
+    assert set(ABLATION_NAMES) == {"cn14-context", "cn14-detail"}
+    with pytest.raises(ValueError, match="cn14-detail"):
+        build_model("cn14-nothing", SHAPE, 5)
+
+
+def test_ensemble_averages_softmax():
+    a, b = build_model("cn14-context", SHAPE, 5), build_model("cn14-detail", SHAPE, 5)
+    images = _images(2)
+    probs = studies.ensemble([a, b], SHAPE)(images).numpy()
+    expected = (keras.ops.softmax(a(images)).numpy() + keras.ops.softmax(b(images)).numpy()) / 2
+    np.testing.assert_allclose(probs, expected, atol=1e-6)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="at least two"):
+        studies.ensemble([a], SHAPE)
+
+
+def test_group_iou():
+    info = data.get_info("camvid")
+    class_iou = {name: 0.0 for name in info.class_names}
+    class_iou.update({"pole": 0.2, "sign symbol": 0.4, "fence": None, "pedestrian": 0.5, "bicyclist": 0.3})
+    groups = studies.group_iou({"class_iou": class_iou}, "camvid")
+    assert groups == pytest.approx({"small": 0.3, "fine detail": 0.4, "rare": 0.3})
+    cityscapes = {name: 0.5 for name in data.get_info("cityscapes").class_names}
+    assert studies.group_iou({"class_iou": cityscapes}, "cityscapes") == pytest.approx(
+        {"small": 0.5, "fine detail": 0.5, "rare": 0.5})
+    with pytest.raises(ValueError, match="pole"):
+        studies.group_iou({"class_iou": {"road": 1.0}}, "camvid")
+
+
+def test_markdown_table():
+    table = studies.markdown_table(
+        [{"name": "cn14", "miou": 0.6543, "params": 856851, "fps": 3.14159}],
+        {"model": "name", "mIoU %": "miou", "params": "params", "fps": "fps", "x": lambda r: None},
+    )
+    assert table.splitlines()[2] == "| cn14 | 65.4 | 856,851 | 3.14 | - |"
+
+
+@pytest.mark.slow
+def test_train_study_run_reuses_a_finished_run(tmp_path):
+    city = str(tmp_path / "city")
+    data.generate_synthetic_city(city, num_train=8, num_val=2, image_size=(64, 128), seed=0)
+    config = TrainConfig(model="cn14-detail", dataset="synthetic", data_dir=city, steps=4, batch_size=2,
+                         crop=(64, 64), eval_every=0, progress=False, checkpoint_every=4)
+    runs = str(tmp_path / "runs")
+    first = studies.train_study_run(runs, "detail", config)
+    assert first.workdir == os.path.join(runs, "detail")
+    assert 0.0 <= first.miou <= 1.0 and first.train_seconds > 0
+    assert first.model.name == "cn14_detail"
+    with open(os.path.join(first.workdir, "metrics.jsonl")) as f:
+        lines_before = f.read()
+    mtime = os.path.getmtime(os.path.join(first.workdir, "final.keras"))
+    second = studies.train_study_run(runs, "detail", config)
+    assert os.path.getmtime(os.path.join(first.workdir, "final.keras")) == mtime  # not retrained
+    assert second.metrics == first.metrics and second.train_seconds == first.train_seconds
+    with open(os.path.join(first.workdir, "metrics.jsonl")) as f:
+        assert f.read() == lines_before
+    np.testing.assert_array_equal(second.model.get_weights()[0], first.model.get_weights()[0])
+    with open(os.path.join(first.workdir, "val_metrics.json")) as f:
+        assert json.load(f)["miou"] == first.miou
