@@ -1,38 +1,128 @@
-r"""Predicts label maps for image files or folders, at any image size.
+r"""Predicts label maps for image files or folders, or segments a video, at any size.
+
+Images:
 
     python experiments/predict.py --model=runs/cn14/best.keras --input=/data/cityscapes/leftImg8bit/test \
         --output_dir=/tmp/pred --format=labelids
 
 Formats: color (palette PNGs), overlay (colours over the image), labelids (Cityscapes label ids, the test-server
 format; train ids for CamVid). Output files mirror the input's relative paths with a .png extension.
+
+A video (any file OpenCV can read that is not an image), written at its frame rate and size:
+
+    python experiments/predict.py --model=pretrained/fast_scnn_camvid.keras --input=clip.mp4 \
+        --output=clip_seg.mp4 --format=side_by_side --caption
+
+Formats: overlay, color, side_by_side (frame | overlay, twice as wide). --caption draws the model's name and the
+measured fps on each frame; --start, --stride and --max_frames pick the frames. The program prints the demo's fps
+(decode, network and encode overlapped) and the network's alone (contextnet_tf.evaluation.video).
+
+The palette comes from the model (a model saved with its dataset), else from --dataset; the input scale from the model
+(else its card's .json beside the .keras file); --scales overrides.
 """
+
+import os
+import sys
 
 import keras
 from absl import app, flags
 
 from contextnet_tf import data  # importing the package registers its custom layers
-from contextnet_tf.reports import model_card  # importing the package registers its custom layers
-from contextnet_tf.evaluation import prediction  # importing the package registers its custom layers
+from contextnet_tf.evaluation import prediction, video
+from contextnet_tf.reports import model_card
 
 MODEL = flags.DEFINE_string("model", None, "Path of a .keras model.", required=True)
-INPUT = flags.DEFINE_string("input", None, "Image file or folder (searched recursively).", required=True)
-OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the PNGs go.", required=True)
-FORMAT = flags.DEFINE_enum("format", "color", list(prediction.FORMATS), "Output format.")
-DATASET = flags.DEFINE_enum("dataset", "cityscapes", ["cityscapes", "camvid", "synthetic"],
-                            "Dataset the model was trained on (palette, label ids).")
+INPUT = flags.DEFINE_string("input", None, "Image file or folder (searched recursively), or a video file.",
+                            required=True)
+OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the PNGs go (image input).")
+OUTPUT = flags.DEFINE_string("output", None, "The video to write (video input), e.g. clip_seg.mp4.")
+FORMAT = flags.DEFINE_enum("format", "color", list(dict.fromkeys(prediction.FORMATS + video.FORMATS)),
+                           f"Output format: images {'/'.join(prediction.FORMATS)}, video {'/'.join(video.FORMATS)}.")
+DATASET = flags.DEFINE_enum("dataset", None, list(data.DATASET_NAMES),
+                            "Dataset the model was trained on (palette, label ids), for a model that does not carry "
+                            "its own; default cityscapes.")
 FLIP = flags.DEFINE_bool("flip", False, "Average with the horizontally flipped prediction.")
-SCALES = flags.DEFINE_list("scales", ["1.0"], "Input scales to average, e.g. 0.75,1,1.25 (default: the "
-                            "input scale in the model card's .json beside the .keras file, else 1).")
+SCALES = flags.DEFINE_list("scales", ["1.0"], "Input scales to average, e.g. 0.75,1,1.25 (default: the model's "
+                            "input scale, else the one in the model card's .json beside the .keras file, else 1).")
+CAPTION = flags.DEFINE_bool("caption", False, "Video: draw the model's name and the measured fps on each frame.")
+START = flags.DEFINE_integer("start", 0, "Video: first frame (0-based).", lower_bound=0)
+STRIDE = flags.DEFINE_integer("stride", 1, "Video: keep every n-th frame (the output's fps is divided by it).",
+                              lower_bound=1)
+MAX_FRAMES = flags.DEFINE_integer("max_frames", None, "Video: at most this many frames.", lower_bound=1)
+FOURCC = flags.DEFINE_string("fourcc", None, "Video: four-character codec (default by extension: "
+                             + ", ".join(f"{e} {c}" for e, c in video.DEFAULT_FOURCC.items()) + ").")
+PROGRESS = flags.DEFINE_bool("progress", True, "Video: show frames, fps and ETA on stderr.")
+
+
+def is_video(path):
+    """True for a file whose extension is not an image's (folders and images are predicted as images)."""
+    return os.path.isfile(path) and not path.lower().endswith(prediction.IMAGE_EXTENSIONS)
+
+
+def load(path):
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot load the model {path}: {error}") from error
+
+
+def dataset_info(model):
+    if getattr(model, "palette", None) is None and DATASET.value is None:
+        print(f"{MODEL.value} carries no palette: using --dataset=cityscapes's (pass --dataset to choose)")
+    return video.model_dataset_info(model, DATASET.value or "cityscapes")
+
+
+def scales(model):
+    """--scales when given, else the model's input scale, else its card's; says which it uses when not 1."""
+    if SCALES.present:
+        return [float(s) for s in SCALES.value]
+    if getattr(model, "input_scale", None) is not None:
+        if model.input_scale != 1.0:
+            print(f"--scales={model.input_scale:g}: the model's input scale (pass --scales to choose another)")
+        return [model.input_scale]
+    return model_card.resolve_scales(MODEL.value, SCALES.value, False)
+
+
+def predict_video(model):
+    summary = video.segment_video(
+        model, INPUT.value, OUTPUT.value, fmt=FORMAT.value, info=dataset_info(model), flip=FLIP.value,
+        scales=scales(model), start=START.value, stride=STRIDE.value, max_frames=MAX_FRAMES.value,
+        caption=os.path.splitext(os.path.basename(MODEL.value))[0] if CAPTION.value else None,
+        fourcc=FOURCC.value, progress=PROGRESS.value,
+    )
+    print(f"wrote {summary.output}: {summary.frames} frames of {summary.width}x{summary.height} at "
+          f"{summary.fps:g} fps ({FORMAT.value}); {summary.demo_fps:.2f} fps end to end, "
+          f"network alone {summary.network_fps:.2f} fps")
+
+
+def predict_images(model):
+    if FORMAT.value not in prediction.FORMATS:
+        raise ValueError(f"--format={FORMAT.value} is for videos; images take {', '.join(prediction.FORMATS)}")
+    written = prediction.predict_files(
+        model, INPUT.value, OUTPUT_DIR.value, FORMAT.value, dataset_info(model), flip=FLIP.value,
+        scales=scales(model),
+    )
+    print(f"wrote {len(written)} {FORMAT.value} PNGs to {OUTPUT_DIR.value}")
 
 
 def main(argv):
     del argv
-    model = keras.saving.load_model(MODEL.value, compile=False)
-    written = prediction.predict_files(
-        model, INPUT.value, OUTPUT_DIR.value, FORMAT.value, data.get_info(DATASET.value),
-        flip=FLIP.value, scales=model_card.resolve_scales(MODEL.value, SCALES.value, SCALES.present),
-    )
-    print(f"wrote {len(written)} {FORMAT.value} PNGs to {OUTPUT_DIR.value}")
+    try:
+        if is_video(INPUT.value):
+            if not OUTPUT.value:
+                raise ValueError(f"{INPUT.value} is a video: pass --output=FILE (e.g. clip_seg.mp4)")
+            if FORMAT.value not in video.FORMATS:
+                raise ValueError(f"--format={FORMAT.value} is for images; videos take {', '.join(video.FORMATS)}")
+            # The input and the output are checked before the model loads, to fail fast.
+            video.probe(INPUT.value)
+            video.check_output(OUTPUT.value, INPUT.value)
+            predict_video(load(MODEL.value))
+        else:
+            if not OUTPUT_DIR.value:
+                raise ValueError(f"{INPUT.value} is not a video: pass --output_dir=DIR for the PNGs")
+            predict_images(load(MODEL.value))
+    except (ValueError, OSError) as error:
+        sys.exit(f"predict.py: {error}")
 
 
 if __name__ == "__main__":
