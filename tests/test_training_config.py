@@ -1,8 +1,15 @@
 """Tests of contextnet_tf.training.config and presets: the papers' recipes, overrides, JSON round trip."""
 
-import pytest
+import dataclasses
 
+import pytest
+from absl import flags
+
+from contextnet_tf import cli
+from contextnet_tf.data import AugmentConfig, DATASET_NAMES
+from contextnet_tf.data.augment import PAPER_SCALE_RANGE
 from contextnet_tf.training import PRESETS, TrainConfig
+from contextnet_tf.training import config as config_lib
 
 
 def test_presets_are_the_papers_recipes():
@@ -52,3 +59,92 @@ def test_invalid_configs_are_rejected(bad, match):
 def test_too_small_training_split():
     with pytest.raises(ValueError, match="fewer than one batch"):
         TrainConfig(batch_size=8).total_steps(5)
+
+
+# Non-default values of every TrainConfig field (a new field must be added here, or the test below fails): each
+# differs from the dataclass default and from the contextnet_paper preset.
+EVERY_FIELD = dict(
+    model="cn12", dataset="camvid", data_dir="/data/cam vid", workdir="runs/every field", preset="contextnet_paper",
+    steps=123, epochs=None, batch_size=6, crop=(352, 480), scale_range=(0.75, 1.5), input_scale=2.0,
+    optimizer="sgd", lr=0.0123456789, lr_power=0.85, end_lr=1e-6, momentum=0.8, weight_decay=1e-4,
+    aux_weight=0.25, class_weighting="enet", init_from="runs/a/final.keras", width=1.25, mixed_precision=True,
+    precision="bfloat16", strategy="mirrored", sync_batch_norm=False, seed=7, deterministic=False,
+    deterministic_ops=True, cache=True, label_source="coarse", train_split="train+val", val_split="test",
+    eval_every=250, eval_batch_size=3, eval_max_images=17, eval_flip=True, eval_scales=(0.75, 1.0, 1.25),
+    checkpoint_every=50, keep_checkpoints=5, log_every=3, num_prediction_images=4, progress=False,
+    stop_at_step=99, allow_changes=True,
+)
+
+
+def _parse_train_command(args):
+    """The TrainConfig that experiments/train.py's generated flags give for `args` (a fresh FlagValues)."""
+    values = flags.FlagValues()
+    holders = config_lib.define_flags(flag_values=values)
+    values(["train.py", *args])
+    return config_lib.from_flags(holders)
+
+
+def test_every_field_of_the_table_has_a_non_default_value():
+    assert set(EVERY_FIELD) == {field.name for field in dataclasses.fields(TrainConfig)}
+    preset = TrainConfig.from_preset("contextnet_paper", steps=123)
+    for name, value in EVERY_FIELD.items():
+        assert value != getattr(TrainConfig(), name) or name == "epochs", name
+        assert value != getattr(preset, name) or name in ("preset", "steps", "epochs"), name
+
+
+@pytest.mark.parametrize("changes", [{}, dict(steps=None, epochs=2.5), dict(preset=None)])
+def test_command_args_reproduce_every_field(changes):
+    """Written back as flags and parsed by the generated flags, a config with every field set comes back equal."""
+    config = TrainConfig(**{**EVERY_FIELD, **changes})
+    args = config_lib.command_args(config)
+    assert _parse_train_command(args) == config
+    assert "--data_dir=/data/cam vid" in args and "--crop=352x480" in args and "--nosync_batch_norm" in args
+
+
+def test_command_args_leave_out_the_presets_own_values():
+    config = TrainConfig.from_preset("contextnet_paper", model="cn14", dataset="camvid", data_dir="d", workdir="w")
+    assert config_lib.command_args(config) == ["--model=cn14", "--dataset=camvid", "--data_dir=d", "--workdir=w",
+                                               "--preset=contextnet_paper"]
+
+
+def test_generated_flags_cover_every_field_with_its_help():
+    values = flags.FlagValues()
+    holders = config_lib.define_flags(flag_values=values)
+    assert list(holders) == [field.name for field in dataclasses.fields(TrainConfig)]
+    for field in dataclasses.fields(TrainConfig):
+        assert field.metadata["help"] in values[field.name].help
+        assert values[field.name].default is None  # unset: the preset's or the dataclass's value applies
+    assert values["optimizer"].parser.enum_values == list(config_lib.OPTIMIZERS)
+    assert values["dataset"].parser.enum_values == list(DATASET_NAMES)
+
+
+def test_flags_left_unset_keep_the_preset():
+    config = _parse_train_command(["--model=fast_scnn", "--dataset=synthetic", "--data_dir=d", "--workdir=w",
+                                   "--preset=fast_scnn_paper", "--crop=64x128", "--steps=5", "--noprogress"])
+    assert config == TrainConfig.from_preset("fast_scnn_paper", model="fast_scnn", dataset="synthetic",
+                                             data_dir="d", workdir="w", crop=(64, 128), steps=5, progress=False)
+    assert config.optimizer == "sgd" and config.lr_power == 0.9 and config.epochs is None
+
+
+def test_size_flags_say_which_flag_and_what_syntax():
+    with pytest.raises(flags.IllegalFlagValueError, match=r"--crop=abc: expected HxW such as 352x480, got 'abc'"):
+        _parse_train_command(["--model=cn14", "--dataset=camvid", "--data_dir=d", "--workdir=w", "--crop=abc"])
+    with pytest.raises(ValueError, match=r"^--crop: expected HxW such as 352x480, got '352,480'$"):
+        cli.parse_size("352,480", "crop")
+    assert cli.parse_size("352x480") == (352, 480) and cli.parse_size(" 64X128 ") == (64, 128)
+    assert cli.parse_sizes("1024x2048,512x1024") == [(1024, 2048), (512, 1024)]
+    with pytest.raises(ValueError, match="--image_size: .*positive"):
+        cli.parse_size("0x10", "image_size")
+
+
+def test_input_scale_must_be_positive():
+    assert TrainConfig(input_scale=2.0).input_scale == 2.0 and TrainConfig().input_scale == 1.0
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="input_scale"):
+            TrainConfig(input_scale=bad)
+
+
+def test_scale_range_default_is_the_papers_one_constant():
+    assert TrainConfig().scale_range == PAPER_SCALE_RANGE == AugmentConfig().scale_range == (0.5, 2.0)
+    for preset in PRESETS.values():
+        assert preset["scale_range"] is PAPER_SCALE_RANGE

@@ -31,6 +31,10 @@ from contextnet_tf.data.labels import IGNORE_LABEL
 # ITU-R BT.601 luma weights, the ones tf.image.rgb_to_grayscale uses.
 LUMA_WEIGHTS = (0.2989, 0.5870, 0.1140)
 
+# Random rescaling range of both papers' training (ContextNet 3.1 "random scale 0.5 to 2", Fast-SCNN 3.1 "random
+# resizing between 0.5 to 2"): the default of `AugmentConfig`, `make_dataset`, `TrainConfig` and the presets.
+PAPER_SCALE_RANGE = (0.5, 2.0)
+
 # Positions in the per-example vector of uniform draws.
 _SCALE, _OFFSET_Y, _OFFSET_X, _FLIP, _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = range(8)
 _NUM_UNIFORMS = 8
@@ -50,7 +54,7 @@ class AugmentConfig:
         channel_noise_std: standard deviation of an independent Gaussian offset per colour channel.
     """
 
-    scale_range: tuple = (0.5, 2.0)
+    scale_range: tuple = PAPER_SCALE_RANGE
     flip: bool = True
     brightness_delta: float = 24.0
     contrast_range: tuple = (0.8, 1.2)

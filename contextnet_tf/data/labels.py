@@ -92,7 +92,12 @@ CAMVID_VOID = 11
 CITYSCAPES_MEAN_RGB = (73.158, 82.909, 72.392)
 CAMVID_MEAN_RGB = (105.033, 108.409, 110.331)
 
+# Every dataset the package reads; every --dataset flag and config check reads this tuple.
 DATASET_NAMES = ("cityscapes", "camvid", "synthetic")
+
+# The dataset both papers train and report on. A model built by name without a dataset (the model tables, the
+# speed benchmarks) has its class count, `get_info(PAPERS_DATASET).num_classes` (19).
+PAPERS_DATASET = "cityscapes"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -37,7 +37,7 @@ def make_dataset(
     shuffle=None,
     repeat=None,
     input_context=None,
-    scale_range=(0.5, 2.0),
+    scale_range=augment_lib.PAPER_SCALE_RANGE,
     label_source="fine",
     source="files",
     augment_config=None,

@@ -4,12 +4,24 @@ import dataclasses
 import json
 import math
 
+from absl import flags
+
+from contextnet_tf import cli
+from contextnet_tf.cli import check_choices, option
+from contextnet_tf.data.augment import PAPER_SCALE_RANGE
+from contextnet_tf.data.labels import DATASET_NAMES
+from contextnet_tf.models import ABLATION_NAMES, MODEL_NAMES
 from contextnet_tf.training.presets import PRESETS
 
 OPTIMIZERS = ("rmsprop", "sgd")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("auto", "float16", "bfloat16")
 CLASS_WEIGHTINGS = ("none", "median_frequency", "enet")
+
+flags.disclaim_key_flags()  # `define_flags`' flags belong to the program calling it (its --help lists them).
+
+# Flags every training command names (experiments/train.py requires them; a model card's command always has them).
+REQUIRED_FLAGS = ("model", "dataset", "data_dir", "workdir")
 
 # Fields whose change makes a checkpoint unloadable or a resumed run a different experiment.
 _STRUCTURAL_FIELDS = ("model", "width", "dataset", "optimizer", "aux_weight", "mixed_precision")
@@ -19,115 +31,89 @@ _STRUCTURAL_FIELDS = ("model", "width", "dataset", "optimizer", "aux_weight", "m
 class TrainConfig:
     """One training run. Defaults are a small generic recipe; `from_preset` applies the papers' recipes.
 
-    Attributes:
-        model: a name from `contextnet_tf.MODEL_NAMES`.
-        dataset: ``cityscapes``, ``camvid`` or ``synthetic``.
-        data_dir: dataset root (the layout `contextnet_tf.data` reads).
-        workdir: run folder; an existing run there is resumed from its latest checkpoint.
-        preset: name of the preset the config was built from (recorded only).
-        steps: total optimiser steps; when None, ``epochs * (train images // batch_size)``.
-        epochs: used when `steps` is None.
-        batch_size: global batch size (split evenly over replicas).
-        crop: (height, width) of the training crops; the training model is built at this size.
-        scale_range: random rescaling range of the augmentation.
-        optimizer: ``rmsprop`` (ContextNet) or ``sgd`` (Fast-SCNN).
-        lr, lr_power, end_lr: poly schedule ``(lr - end_lr) * (1 - step / steps) ** lr_power + end_lr``.
-        momentum: momentum of either optimiser.
-        weight_decay: L2 factor on convolution kernels (not depthwise kernels, biases or batch norm).
-        aux_weight: weight of each auxiliary loss; 0 trains the model without its auxiliary heads.
-        class_weighting: ``none`` (the papers), ``median_frequency`` or ``enet``: per-class weights of the
-            cross-entropies, computed from the training split's labels (`losses.class_weights`) and stored in the run
-            folder as ``class_weights.json``.
-        init_from: a ``.keras`` model whose weights initialise the layers of the same name and shape before step 1
-            (fine-tuning a finished run); a resumed run restores its own checkpoint instead.
-        width: extra width multiplier passed to `build_model`.
-        mixed_precision: compute in 16-bit floats with float32 weights.
-        precision: ``auto`` (float16 with loss scaling on GPU, bfloat16 elsewhere), ``float16`` or ``bfloat16``.
-        strategy: ``default`` (one device), ``mirrored`` (all local GPUs) or ``multi_worker`` (TF_CONFIG cluster).
-        sync_batch_norm: with several replicas, compute batch-norm statistics over the global batch.
-        seed: seeds weights, dropout, data order and augmentation.
-        deterministic: deterministic input pipeline (needed for exact resume).
-        deterministic_ops: also make TensorFlow's kernels deterministic (`enable_op_determinism`; slower; what
-            exact resume needs on GPUs, whose default kernels are not deterministic).
-        cache: cache decoded training images in memory.
-        label_source: ``fine`` or another source the data module offers.
-        train_split, val_split: split names.
-        eval_every: evaluate on `val_split` every this many steps (0: only at the end; negative: never).
-        eval_batch_size: batch size of evaluation (full images).
-        eval_max_images: evaluate on at most this many validation images (None: all).
-        eval_flip, eval_scales: test-time augmentation of the evaluations.
-        checkpoint_every: save a checkpoint every this many steps (and always at the end).
-        keep_checkpoints: how many checkpoints `tf.train.CheckpointManager` keeps.
-        log_every: write train scalars to metrics.jsonl / TensorBoard every this many steps.
-        num_prediction_images: validation images drawn into the run's prediction images at each evaluation.
-        progress: show a console progress bar.
-        stop_at_step: end this invocation after that step without the end-of-run work, as a killed job would
-            (tests and time-sliced jobs; the next call resumes from the latest checkpoint).
+    Each field is declared once, with its help text (``dataclasses.fields(TrainConfig)[i].metadata["help"]``):
+    `experiments/train.py` generates its flags from these declarations (`contextnet_tf.cli.define_flags`) and a model
+    card writes its training command from them (`contextnet_tf.cli.command_args`). ``python experiments/train.py
+    --helpfull`` lists them.
     """
 
-    model: str = "cn14"
-    dataset: str = "cityscapes"
-    data_dir: str = ""
-    workdir: str = ""
-    preset: str | None = None
-    steps: int | None = None
-    epochs: float | None = 10
-    batch_size: int = 8
-    crop: tuple = (512, 1024)
-    scale_range: tuple = (0.5, 2.0)
-    optimizer: str = "rmsprop"
-    lr: float = 0.045
-    lr_power: float = 0.98
-    end_lr: float = 0.0
-    momentum: float = 0.9
-    weight_decay: float = 4e-5
-    aux_weight: float = 0.4
-    class_weighting: str = "none"
-    init_from: str | None = None
-    width: float = 1.0
-    mixed_precision: bool = False
-    precision: str = "auto"
-    strategy: str = "default"
-    sync_batch_norm: bool = True
-    seed: int = 0
-    deterministic: bool = True
-    deterministic_ops: bool = False
-    cache: bool = False
-    label_source: str = "fine"
-    train_split: str = "train"
-    val_split: str = "val"
-    eval_every: int = 1000
-    eval_batch_size: int = 1
-    eval_max_images: int | None = None
-    eval_flip: bool = False
-    eval_scales: tuple = (1.0,)
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    log_every: int = 10
-    num_prediction_images: int = 2
-    progress: bool = True
-    stop_at_step: int | None = None
+    model: str = option("cn14", "Network to train.", choices=MODEL_NAMES + ABLATION_NAMES)
+    dataset: str = option("cityscapes", "Dataset.", choices=DATASET_NAMES)
+    data_dir: str = option("", "Dataset root (the layout `contextnet_tf.data` reads).")
+    workdir: str = option("", "Run folder; an existing run there is resumed from its latest checkpoint.")
+    preset: str | None = option(None, "Paper recipe to start from (see `presets.PRESETS`); other flags override it.",
+                                choices=tuple(PRESETS))
+    steps: int | None = option(None, "Total optimiser steps; when unset, epochs * (train images // batch_size).")
+    epochs: float | None = option(10, "Epochs over the training split (used when steps is unset).")
+    batch_size: int = option(8, "Global batch size (split evenly over replicas).")
+    crop: tuple[int, int] = option((512, 1024), "Training crop HxW; the training model is built at this size.",
+                                   syntax="size")
+    scale_range: tuple[float, float] = option(PAPER_SCALE_RANGE, "Random rescaling range min,max of the "
+                                              "augmentation.", syntax="floats")
+    input_scale: float = option(1.0, "The scale the model is meant to run at: images are resized by this factor "
+                                "before the network (recorded in the model; validation runs at it).")
+    optimizer: str = option("rmsprop", "Optimiser: rmsprop (ContextNet) or sgd (Fast-SCNN).", choices=OPTIMIZERS)
+    lr: float = option(0.045, "Base learning rate of the poly schedule (lr - end_lr) * (1 - step / steps) ** "
+                       "lr_power + end_lr.")
+    lr_power: float = option(0.98, "Power of the poly schedule.")
+    end_lr: float = option(0.0, "Final learning rate of the poly schedule.")
+    momentum: float = option(0.9, "Momentum of either optimiser.")
+    weight_decay: float = option(4e-5, "L2 factor on convolution kernels (not depthwise kernels, biases or batch "
+                                 "norm).")
+    aux_weight: float = option(0.4, "Weight of each auxiliary loss; 0 trains the model without its auxiliary heads.")
+    class_weighting: str = option("none", "Per-class weights of the cross-entropies from the training labels: none "
+                                  "(the papers), median_frequency or enet (stored in the run's class_weights.json).",
+                                  choices=CLASS_WEIGHTINGS)
+    init_from: str | None = option(None, "A .keras model whose weights initialise the layers of the same name and "
+                                   "shape before step 1 (fine-tuning); a resumed run restores its own checkpoint.")
+    width: float = option(1.0, "Extra width multiplier passed to build_model.")
+    mixed_precision: bool = option(False, "Compute in 16-bit floats with float32 weights.")
+    precision: str = option("auto", "16-bit type of mixed_precision: auto (float16 with loss scaling on GPU, "
+                            "bfloat16 elsewhere), float16 or bfloat16.", choices=PRECISIONS)
+    strategy: str = option("default", "tf.distribute strategy: default (one device), mirrored (all local GPUs) or "
+                           "multi_worker (TF_CONFIG cluster).", choices=STRATEGIES)
+    sync_batch_norm: bool = option(True, "With several replicas, batch-norm statistics over the global batch.")
+    seed: int = option(0, "Seed of weights, dropout, data order and augmentation.")
+    deterministic: bool = option(True, "Deterministic input pipeline (needed for exact resume).")
+    deterministic_ops: bool = option(False, "Also make TensorFlow's kernels deterministic (enable_op_determinism; "
+                                     "slower; what exact resume needs on GPUs).")
+    cache: bool = option(False, "Cache decoded training images in memory.")
+    label_source: str = option("fine", "Label source: fine or another source the data module offers (coarse).")
+    train_split: str = option("train", "Training split (e.g. train, train+val).")
+    val_split: str = option("val", "Validation split.")
+    eval_every: int = option(1000, "Validate every N steps (0: only at the end; negative: never).")
+    eval_batch_size: int = option(1, "Batch size of validation (full images).")
+    eval_max_images: int | None = option(None, "Validate on at most N images (unset: all).")
+    eval_flip: bool = option(False, "Flip test-time augmentation in validation.")
+    eval_scales: tuple[float, ...] = option((1.0,), "Scales averaged in validation, e.g. 0.75,1,1.25.",
+                                            syntax="floats")
+    checkpoint_every: int = option(500, "Save a checkpoint every N steps (and always at the end).")
+    keep_checkpoints: int = option(3, "Checkpoints kept by tf.train.CheckpointManager.")
+    log_every: int = option(10, "Write train scalars to metrics.jsonl / TensorBoard every N steps.")
+    num_prediction_images: int = option(2, "Validation images drawn into the run's prediction images.")
+    progress: bool = option(True, "Console progress bar.")
+    stop_at_step: int | None = option(None, "End this invocation after step N without the end-of-run work, as a "
+                                      "killed job would (the next call resumes from the latest checkpoint).")
+    allow_changes: bool = option(False, "Resume a run with settings that differ from its record: the changes and "
+                                 "the step they take effect are appended to config_changes.jsonl (config.json keeps "
+                                 "the original).")
 
     def __post_init__(self):
         # Tuples, also when read back from JSON lists.
         for name in ("crop", "scale_range", "eval_scales"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.class_weighting not in CLASS_WEIGHTINGS:
-            raise ValueError(f"class_weighting must be one of {CLASS_WEIGHTINGS}, got {self.class_weighting!r}")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        check_choices(self)
         if len(self.crop) != 2 or min(self.crop) < 32:
             raise ValueError(f"crop must be (height, width), each at least 32, got {self.crop}")
+        if not self.input_scale > 0:
+            raise ValueError(f"input_scale must be positive, got {self.input_scale!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if self.steps is None and (self.epochs is None or self.epochs <= 0):
             raise ValueError("set steps or a positive number of epochs")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be positive, got {self.steps}")
+        _check_values(self)
 
     @classmethod
     def from_preset(cls, preset=None, **overrides):
@@ -174,3 +160,47 @@ class TrainConfig:
     def structural_differences(self, other):
         """Names of fields that differ from `other` and make resuming from `other`'s checkpoints invalid."""
         return [name for name in _STRUCTURAL_FIELDS if getattr(self, name) != getattr(other, name)]
+
+
+def _check_values(config):
+    """Raises ValueError naming the first field (also its flag) whose value no run can use."""
+    # NaN fails every comparison, so "not value > 0" also refuses it.
+    for name in ("lr", "width", "checkpoint_every", "keep_checkpoints", "log_every", "eval_batch_size"):
+        if not getattr(config, name) > 0:
+            raise ValueError(f"{name} must be positive, got {getattr(config, name)!r}")
+    for name in ("lr_power", "end_lr", "weight_decay", "aux_weight", "num_prediction_images"):
+        if not getattr(config, name) >= 0:
+            raise ValueError(f"{name} must be zero or positive, got {getattr(config, name)!r}")
+    if not config.end_lr <= config.lr:
+        raise ValueError(f"end_lr ({config.end_lr!r}) must not exceed lr ({config.lr!r})")
+    if not 0 <= config.momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {config.momentum!r}")
+    if len(config.scale_range) != 2 or not 0 < config.scale_range[0] <= config.scale_range[1]:
+        raise ValueError(f"scale_range must be min,max with 0 < min <= max, got {config.scale_range}")
+    if not config.eval_scales or not all(s > 0 for s in config.eval_scales):
+        raise ValueError(f"eval_scales must be positive numbers, got {config.eval_scales}")
+    for name in ("eval_max_images", "stop_at_step"):
+        if getattr(config, name) is not None and getattr(config, name) < 1:
+            raise ValueError(f"{name} must be positive when set, got {getattr(config, name)!r}")
+
+
+def define_flags(names=None, help_overrides=None, flag_values=flags.FLAGS):
+    """Defines the absl flags of `TrainConfig`'s fields (all, or `names`), unset by default so that a preset's values
+    and the dataclass defaults apply; `REQUIRED_FLAGS` among them are required. Returns {name: FlagHolder}."""
+    required = [name for name in REQUIRED_FLAGS if names is None or name in names]
+    return cli.define_flags(TrainConfig, names=names, required=required, help_overrides=help_overrides,
+                            use_defaults=False, flag_values=flag_values)
+
+
+def from_flags(holders, **extra):
+    """The `TrainConfig` of parsed flags (from `define_flags`): the preset if given, then every flag set, then
+    `extra`."""
+    overrides = {**cli.overrides(holders), **extra}
+    return TrainConfig.from_preset(overrides.pop("preset", None), **overrides)
+
+
+def command_args(config):
+    """The `experiments/train.py` flags that reproduce `config`: `REQUIRED_FLAGS`, the preset and the steps, then
+    every field that differs from the preset (or the defaults) with those steps."""
+    reference = TrainConfig.from_preset(config.preset, **({} if config.steps is None else {"steps": config.steps}))
+    return cli.command_args(config, reference, always=(*REQUIRED_FLAGS, "preset", "steps"))

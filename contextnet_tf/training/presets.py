@@ -10,6 +10,8 @@ What the papers leave open (our choices, argued in docs/training.md):
   the widely used public Fast-SCNN reproduction, for both.
 """
 
+from contextnet_tf.data.augment import PAPER_SCALE_RANGE
+
 CONTEXTNET_PAPER = dict(
     optimizer="rmsprop",  # ContextNet 3.1: RMSprop, rho 0.9, momentum 0.9, epsilon 1.
     lr=0.045,
@@ -20,7 +22,7 @@ CONTEXTNET_PAPER = dict(
     epochs=1000,
     aux_weight=0.4,
     weight_decay=4e-5,
-    scale_range=(0.5, 2.0),
+    scale_range=PAPER_SCALE_RANGE,
 )
 
 FAST_SCNN_PAPER = dict(
@@ -33,7 +35,7 @@ FAST_SCNN_PAPER = dict(
     epochs=1000,
     aux_weight=0.4,
     weight_decay=4e-5,
-    scale_range=(0.5, 2.0),
+    scale_range=PAPER_SCALE_RANGE,
 )
 
 PRESETS = {
