@@ -2,7 +2,9 @@
 
 Layout of ``workdir``::
 
-    config.json            the resolved `TrainConfig`
+    config.json            the resolved `TrainConfig` the run started with; never rewritten
+    config_changes.jsonl   settings changed on resume with ``allow_changes``: {"step", "changes": {name: {"from",
+                           "to"}}, "time"} per line, ``step`` being the steps done when the change took effect
     metrics.jsonl          one JSON object per line: {"step", "split": "train" | "val", ...scalars}
     tensorboard/train/     loss parts, learning rate, images/s
     tensorboard/val/       mIoU, category mIoU, prediction images
@@ -13,8 +15,17 @@ Layout of ``workdir``::
     val_metrics.json       the evaluation at the end of the run (`contextnet_tf.evaluation.metrics` format)
 
 Only the chief worker writes; on other workers every method is a no-op.
+
+The record is append-only: a run resumed with a setting that changes what it trains (`RESULT_FIELDS`: steps, batch
+size, learning rate and schedule, seed, crop, scales, class weighting, ...) is refused with `RunRecordError` naming
+each change, unless ``allow_changes`` is set, in which case `record` appends the changes and their step to
+``config_changes.jsonl``. Settings that do not change the weights (`BOOKKEEPING_FIELDS`: where the data and run
+live, logging, checkpoint cadence, the distribution strategy) may differ freely. Changes that make the checkpoints
+unloadable (`config.TrainConfig.structural_differences`: model, width, dataset, optimiser, ...) are always refused.
 """
 
+import dataclasses
+import datetime
 import json
 import math
 import os
@@ -23,6 +34,19 @@ import cv2
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
+
+from contextnet_tf.training.config import TrainConfig
+
+# TrainConfig fields that do not change what a run trains (its weights, schedule or evaluation record).
+BOOKKEEPING_FIELDS = (
+    "workdir", "data_dir", "strategy", "deterministic_ops", "cache", "progress", "stop_at_step", "log_every",
+    "eval_every", "eval_batch_size", "checkpoint_every", "keep_checkpoints", "num_prediction_images", "allow_changes",
+)
+RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in BOOKKEEPING_FIELDS)
+
+
+class RunRecordError(ValueError):
+    """A resumed run whose settings differ from its record (the message names each one and what to do)."""
 
 # TensorBoard plugin tags for `tf.summary.write`, so that writing needs no `tensorboard` package (TensorFlow 2.21
 # no longer installs it; it is needed only to view the logs).
@@ -39,6 +63,10 @@ def _jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else str(value)
     return value
+
+
+def _listed(recorded, config, names):
+    return ", ".join(f"{name} {getattr(recorded, name)!r} -> {getattr(config, name)!r}" for name in names)
 
 
 class RunDir:
@@ -70,10 +98,70 @@ class RunDir:
         with open(self.config_path) as f:
             return f.read()
 
-    def write_config(self, config):
-        """Writes config.json."""
-        if self.chief:
+    def config_changes(self):
+        """The records of ``config_changes.jsonl`` (oldest first; empty without changes)."""
+        path = self.path("config_changes.jsonl")
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def recorded_config(self):
+        """The settings in force: config.json with the changes of ``config_changes.jsonl`` applied (None for a new
+        run)."""
+        text = self.read_config_text()
+        if text is None:
+            return None
+        fields = json.loads(text)
+        for record in self.config_changes():
+            fields.update({name: change["to"] for name, change in record["changes"].items()})
+        return TrainConfig(**fields)
+
+    def check_resume(self, config, step):
+        """The result-changing settings of `config` that differ from the record, ``{name: (recorded, new)}``.
+
+        Args:
+            config: the `TrainConfig` of this invocation.
+            step: steps done so far (named in the message).
+
+        Raises:
+            RunRecordError: a structural change (always), or any change without ``config.allow_changes``.
+        """
+        recorded = self.recorded_config()
+        if recorded is None:
+            return {}
+        structural = config.structural_differences(recorded)
+        if structural:
+            raise RunRecordError(
+                f"{self.workdir} holds a run of other {', '.join(structural)} "
+                f"({_listed(recorded, config, structural)}); its checkpoints cannot be resumed as this one: "
+                "use a new --workdir"
+            )
+        old, new = json.loads(recorded.to_json()), json.loads(config.to_json())
+        changed = {name: (old[name], new[name]) for name in RESULT_FIELDS if old.get(name) != new.get(name)}
+        if changed and not config.allow_changes:
+            raise RunRecordError(
+                f"{self.workdir} holds a run ({step} steps done) with other settings: "
+                f"{_listed(recorded, config, changed)}. These change what the run trains: use a new --workdir, or "
+                f"pass --allow_changes to apply them from step {step} (recorded in config_changes.jsonl; "
+                "config.json keeps the settings the run started with)"
+            )
+        return changed
+
+    def record(self, config, step, changes):
+        """Writes config.json for a new run, or appends `changes` (from `check_resume`) taking effect at `step`."""
+        if not self.chief:
+            return
+        if self.read_config_text() is None:
             self.write_json("config.json", json.loads(config.to_json()))
+        elif changes:
+            entry = {
+                "step": int(step),
+                "changes": {name: {"from": old, "to": new} for name, (old, new) in changes.items()},
+                "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            }
+            with open(self.path("config_changes.jsonl"), "a") as f:
+                f.write(json.dumps(entry) + "\n")
 
     def read_json(self, name):
         """The JSON file `name` of the run folder, or None if it does not exist."""
