@@ -6,7 +6,7 @@ import pytest
 
 import contextnet_tf
 from contextnet_tf import build_model, fold_batch_norm
-from contextnet_tf.deploy.folding import logits_only
+from contextnet_tf.models import logits_only
 
 SHAPE = (64, 128, 3)
 

@@ -22,34 +22,37 @@ def _images(shape, seed=0):
 
 
 @pytest.mark.parametrize("name,aux,width", [("cn14-500", False, 1.0), ("fast_scnn", True, 2.0)])
-def test_model_at_size_rebuilds_with_the_same_weights(name, aux, width):
-    model = build_model(name, (64, 96, 3), num_classes=5, aux=aux, width=width)
-    resized = prediction.model_at_size(model, 80, 112)
-    assert resized.input_shape == (None, 80, 112, 3) and resized.output_shape == (None, 80, 112, 5)
-    assert not isinstance(resized.output, dict)
-    back = prediction.model_at_size(resized, 64, 96)
+def test_one_model_predicts_any_size_like_a_model_built_at_that_size(name, aux, width):
+    model = build_model(name, num_classes=5, aux=aux, width=width)
+    for height, width_px in ((64, 96), (80, 113)):
+        static = model.rebuild(input_shape=(height, width_px, 3))
+        x = _images((1, height, width_px, 3), seed=height)
+        expected = static(x)["logits"] if aux else static(x)
+        got = prediction.Predictor(model).logits_or_probabilities(x)
+        assert got.shape == (1, height, width_px, 5)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_predictor_runs_a_model_at_its_own_input_scale_by_default():
+    model = build_model("cn14-160", num_classes=4, input_scale=1.5)
     x = _images((1, 64, 96, 3))
-    expected = model(x)["logits"] if aux else model(x)
-    np.testing.assert_allclose(back(x), expected, atol=1e-5)
-    assert prediction.model_at_size(model, 64, 96) is model
-
-
-def test_model_at_size_wraps_models_it_cannot_rebuild(caplog):
-    inputs = keras.Input((64, 64, 3))
-    custom = keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs), name="custom")
-    wrapped = prediction.model_at_size(custom, 40, 50)
-    assert wrapped.output_shape == (None, 40, 50, 3)
-    assert "cannot rebuild custom" in caplog.text
+    default = prediction.Predictor(model)
+    assert default.scales == (1.5,)
+    np.testing.assert_array_equal(default.labels(x), prediction.Predictor(model, scales=(1.5,)).labels(x))
+    assert not np.array_equal(
+        default.logits_or_probabilities(x), prediction.Predictor(model, scales=(1.0,)).logits_or_probabilities(x)
+    )
+    assert prediction.Predictor(model, scales=(1.0,)).labels(x).shape == (1, 64, 96)
 
 
 def test_flip_and_scales_average_probabilities():
-    model = build_model("fast_scnn", (64, 96, 3), num_classes=4)
+    model = build_model("fast_scnn", num_classes=4)
     x = _images((2, 64, 96, 3), seed=1)
     flipped = prediction.Predictor(model, flip=True).logits_or_probabilities(x)
     by_hand = (tf.nn.softmax(model(x)) + tf.reverse(tf.nn.softmax(model(tf.reverse(x, [2]))), [2])) / 2
     np.testing.assert_allclose(flipped, by_hand, atol=1e-5)
     multi = prediction.Predictor(model, scales=(0.5, 1.0)).logits_or_probabilities(x)
-    half = prediction.model_at_size(model, 32, 48)(tf.image.resize(x, (32, 48)))
+    half = model(tf.image.resize(x, (32, 48)))
     by_hand = (tf.image.resize(tf.nn.softmax(half), (64, 96)) + tf.nn.softmax(model(x))) / 2
     np.testing.assert_allclose(multi, by_hand, atol=1e-5)
     np.testing.assert_allclose(tf.reduce_sum(multi, -1), 1.0, atol=1e-5)

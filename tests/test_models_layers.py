@@ -37,20 +37,47 @@ def test_adaptive_pool_rejects_bad_sizes():
         adaptive_pool_matrix(4, 0)
 
 
-def test_resize_to_static_size_and_identity():
+def test_resize_to_a_reference_size_and_identity():
     x = np.random.default_rng(1).normal(size=(1, 5, 7, 2)).astype(np.float32)
-    assert Resize(20, 28)(x).shape == (1, 20, 28, 2)
-    np.testing.assert_array_equal(ops.convert_to_numpy(Resize(5, 7)(x)), x)
+    assert Resize()([x, np.zeros((1, 20, 28, 9), np.float32)]).shape == (1, 20, 28, 2)
+    np.testing.assert_array_equal(ops.convert_to_numpy(Resize()([x, x])), x)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(Resize()([x, np.zeros((1, 20, 28, 1))])),
+        ops.convert_to_numpy(ops.image.resize(x, (20, 28), interpolation="bilinear", antialias=False)),
+    )
+
+
+def test_resize_by_a_divisor_rounds_up():
+    x = np.zeros((1, 13, 30, 3), np.float32)
+    assert Resize(divisor=4)(x).shape == (1, 4, 8, 3)  # ceil(13 / 4), ceil(30 / 4)
 
 
 def test_resize_of_constant_is_constant():
     x = np.full((1, 3, 3, 1), 4.0, np.float32)
-    np.testing.assert_allclose(ops.convert_to_numpy(Resize(10, 13)(x)), 4.0, atol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(Resize()([x, np.zeros((1, 10, 13, 1))])), 4.0, atol=1e-6)
+
+
+def test_runtime_sized_layers_equal_static_ones():
+    """Sizes unknown when traced (a SavedModel's any-size signature) give what static sizes give."""
+    import tensorflow as tf
+
+    x = np.random.default_rng(2).normal(size=(2, 13, 47, 3)).astype(np.float32)
+    ref = np.zeros((2, 29, 31, 1), np.float32)
+    spec = tf.TensorSpec((None, None, None, None))
+    for bins in (1, 2, 3, 6):
+        pool = AdaptiveAveragePooling2D(bins)
+        runtime = tf.function(lambda t, pool=pool: pool(t), input_signature=[spec])
+        np.testing.assert_allclose(runtime(x).numpy(), _reference_adaptive_pool(x, bins), atol=1e-5)
+    for layer, args in ((Resize(), (x, ref)), (Resize(divisor=4), (x,))):
+        runtime = tf.function(lambda *t, layer=layer: layer(list(t) if len(t) > 1 else t[0]),
+                              input_signature=[spec] * len(args))
+        static = layer(list(args) if len(args) > 1 else args[0])
+        np.testing.assert_allclose(runtime(*args).numpy(), ops.convert_to_numpy(static), atol=1e-6)
 
 
 def test_layers_round_trip_config():
-    layer = Resize(10, 12, interpolation="nearest", name="r")
+    layer = Resize(divisor=4, interpolation="nearest", name="r")
     clone = Resize.from_config(layer.get_config())
-    assert (clone.height, clone.width, clone.interpolation) == (10, 12, "nearest")
+    assert (clone.divisor, clone.interpolation) == (4, "nearest")
     pool = AdaptiveAveragePooling2D.from_config(AdaptiveAveragePooling2D(6, name="p").get_config())
     assert pool.bins == 6

@@ -153,3 +153,91 @@ def test_jax_backend_gives_tensorflow_logits(tmp_path):
              if line.startswith("MAXDIFF")}
     assert set(diffs) == {"fast_scnn", "cn14", "cn124"}
     assert max(diffs.values()) < 1e-4, diffs
+
+
+# The model carries its recipe (issue 15): config keys, round trips, any size, clear load errors.
+
+CAMVID_NAMES = [f"class{i}" for i in range(11)]
+CAMVID_PALETTE = [[i * 20, 255 - i * 20, i] for i in range(11)]
+
+
+def _recipe_model(**overrides):
+    kwargs = dict(num_classes=11, input_scale=2.0, dataset="camvid", class_names=CAMVID_NAMES, palette=CAMVID_PALETTE)
+    kwargs.update(overrides)
+    return build_model("fast_scnn", **kwargs)
+
+
+def test_config_holds_the_recipe_and_survives_save_and_load(tmp_path):
+    from contextnet_tf import load_model
+    from contextnet_tf.models import SegmentationModel
+
+    model = _recipe_model(width=1.25)
+    config = model.get_config()
+    assert {k: config[k] for k in ("variant", "num_classes", "width", "aux", "input_scale", "dataset")} == dict(
+        variant="fast_scnn", num_classes=11, width=1.25, aux=False, input_scale=2.0, dataset="camvid"
+    )
+    assert config["class_names"] == CAMVID_NAMES and config["palette"] == CAMVID_PALETTE
+    assert config["input_shape"] == [None, None, 3]
+    json.dumps(config)  # plain JSON, as the .keras file stores it
+    clone = SegmentationModel.from_config(config)
+    assert clone.get_config() == config and clone.count_params() == model.count_params()
+    path = str(tmp_path / "renamed_anything.keras")
+    model.save(path)
+    loaded = load_model(path)
+    assert isinstance(loaded, SegmentationModel) and loaded.get_config() == config
+    x = _images((333, 517, 3))
+    out = loaded(x)
+    assert tuple(out.shape) == (1, 333, 517, 11)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out), keras.ops.convert_to_numpy(model(x)), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["fast_scnn", "cn14", "cn124"])
+def test_runtime_sized_graph_equals_a_static_model(name):
+    """The SavedModel's any-size signature path (sizes unknown when traced) computes what a fixed-size model does."""
+    model = build_model(name, num_classes=5)
+    bn = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    rng = np.random.default_rng(1)
+    for layer in bn:  # statistics far from identity, so a wrong resize or pooling window shows
+        layer.moving_mean.assign(rng.normal(0, 0.5, layer.moving_mean.shape))
+        layer.moving_variance.assign(rng.uniform(0.5, 2.0, layer.moving_variance.shape))
+    runtime = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec((None, None, None, 3))])
+    for shape in ((97, 131, 3), (64, 128, 3)):
+        x = _images(shape, seed=shape[0])
+        static = model.rebuild(input_shape=shape)
+        np.testing.assert_allclose(runtime(x).numpy(), keras.ops.convert_to_numpy(static(x)), atol=1e-4)
+
+
+def test_rebuild_changes_the_recipe_and_keeps_the_weights():
+    model = _recipe_model(aux=True)
+    x = _images((64, 96, 3))
+    plain = model.rebuild(aux=False, input_shape=(64, 96, 3))
+    assert plain.get_config()["aux"] is False and plain.get_config()["class_names"] == CAMVID_NAMES
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(plain(x)), keras.ops.convert_to_numpy(model(x)["logits"]), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(class_names=["a", "b"]), "2 class_names for a model of 11 classes"),
+        (dict(palette=[[0, 0, 0]] * 10), "palette must be 11 RGB triples"),
+        (dict(input_scale=0), "input_scale must be positive"),
+    ],
+)
+def test_bad_recipes_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _recipe_model(**kwargs)
+
+
+def test_load_model_says_missing_or_corrupt(tmp_path):
+    from contextnet_tf import load_model
+
+    with pytest.raises(FileNotFoundError, match="no model file at"):
+        load_model(str(tmp_path / "missing.keras"))
+    path = tmp_path / "model.keras"
+    _recipe_model().save(str(path))
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match="truncated.keras"):
+        load_model(str(truncated))

@@ -26,7 +26,7 @@ def _randomise(model, seed=0):
 
 def test_kept_filters_have_the_largest_l1_norms():
     wide = _randomise(build_model("fast_scnn", SHAPE, num_classes=4, width=2.0))
-    narrow = pruning.prune_model(wide, "fast_scnn", 1.0)
+    narrow = pruning.prune_model(wide, 1.0)
     norms = pruning.filter_l1_norms(wide, "ltd_conv1")  # its own channel group: 64 filters -> 32
     kept = np.sort(np.argsort(-norms)[:32])
     assert norms[kept].min() >= np.delete(norms, kept).max()
@@ -52,14 +52,14 @@ def test_fusion_add_couples_both_inputs_and_classifier_keeps_all_classes():
     wide = build_model("cn14", SHAPE, num_classes=4, width=2.0)
     layouts, groups, _ = pruning.channel_layouts(wide)
     assert groups.find(layouts["fusion_low_pw"][0][0]) == groups.find(layouts["fusion_high_pw"][0][0])
-    narrow = pruning.prune_model(wide, "cn14", 1.0)
+    narrow = pruning.prune_model(wide, 1.0)
     assert narrow.get_layer("cls_conv").kernel.shape == (1, 1, 128, 4)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_pruned_model_is_exactly_the_narrow_build(name):
     wide = _randomise(build_model(name, SHAPE, num_classes=5, width=2.0))
-    narrow = pruning.prune_model(wide, name, 1.0)
+    narrow = pruning.prune_model(wide, 1.0)
     reference = build_model(name, SHAPE, num_classes=5)
     assert count_trainable_params(narrow) == count_trainable_params(reference)
     assert [w.shape for w in narrow.weights] == [w.shape for w in reference.weights]
@@ -88,7 +88,7 @@ def _zero_removed_channels(wide, kept):
 @pytest.mark.parametrize("name,aux", [("fast_scnn", True), ("cn14", True), ("cn124", False)])
 def test_pruned_equals_wide_with_removed_filters_zeroed(name, aux):
     wide = _randomise(build_model(name, SHAPE, num_classes=3, aux=aux, width=1.5), seed=1)
-    narrow = pruning.prune_model(wide, name, 1.0)
+    narrow = pruning.prune_model(wide, 1.0)
     kept = pruning.kept_channels(wide, narrow)
     _zero_removed_channels(wide, kept)
     x = np.random.default_rng(2).uniform(0, 255, (1, *SHAPE)).astype(np.float32)
@@ -101,5 +101,5 @@ def test_pruned_equals_wide_with_removed_filters_zeroed(name, aux):
 
 def test_pruning_to_a_wider_model_is_an_error():
     narrow = build_model("cn14-160", SHAPE, num_classes=3)
-    with pytest.raises(ValueError, match="wants more"):
-        pruning.prune_model(narrow, "cn14-160", 2.0)
+    with pytest.raises(ValueError, match="wider to a narrower"):
+        pruning.prune_model(narrow, 2.0)

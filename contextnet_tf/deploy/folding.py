@@ -14,6 +14,8 @@ layer names, so ``model.get_layer("ltd_conv1")`` still works, and drops the auxi
 import keras
 import numpy as np
 
+from contextnet_tf.models import logits_only
+
 FOLDABLE_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
 
 
@@ -60,15 +62,6 @@ def fold_batch_norm(model):
         elif layer.weights:
             layer.set_weights(original.get_weights())
     return folded
-
-
-def logits_only(model):
-    """Returns `model` itself, or for an ``aux`` model (dict outputs) the sub-model that computes only the logits."""
-    if isinstance(model.output, dict):
-        if "logits" not in model.output:
-            raise ValueError(f"model outputs {sorted(model.output)} have no 'logits' entry to keep")
-        return keras.Model(model.input, model.output["logits"], name=model.name)
-    return model
 
 
 def _fold_pairs(model):

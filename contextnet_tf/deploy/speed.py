@@ -8,7 +8,7 @@ carries its fps ratio to `REFERENCE_PATH`, the folded Keras model. Timing itself
 import keras
 import numpy as np
 
-from contextnet_tf.models import MODEL_NAMES
+from contextnet_tf.models import MODEL_NAMES, SegmentationModel
 from contextnet_tf.deploy.timing import BURN_IN, FRAMES, environment, exported_path, keras_path, time_paths
 
 
@@ -115,8 +115,8 @@ def markdown_table(report):
 def models_at_resolutions(model, resolutions, num_classes=19, weights=None):
     """Returns {"HxW": Keras model built at that size} for a variant name or a ``.keras`` file.
 
-    A variant is built at each size (with `weights` if given); a ``.keras`` model is used at its own size and rebuilt
-    with its weights at the others (`prediction.rebuild_at_size`), or a clear error if it cannot be.
+    A variant is built at each size (with `weights` if given); a ``.keras`` model is rebuilt from its own recipe at
+    each static size with its weights (`SegmentationModel.rebuild`), or a clear error if it carries no recipe.
     """
     from contextnet_tf.deploy.export import load_model
 
@@ -128,13 +128,7 @@ def models_at_resolutions(model, resolutions, num_classes=19, weights=None):
             models[label] = load_model(model, (height, width, 3), num_classes, weights)
             continue
         base = base or load_model(model, weights=weights)
-        if tuple(base.input_shape[1:3]) == (height, width):
-            models[label] = base
-            continue
-        from contextnet_tf.evaluation.prediction import rebuild_at_size
-
-        rebuilt = rebuild_at_size(base, height, width)
-        if rebuilt is None:
-            raise ValueError(f"{model!r} is built at {base.input_shape[1:3]} and cannot be rebuilt at {label}")
-        models[label] = rebuilt
+        if not isinstance(base, SegmentationModel):
+            raise ValueError(f"{model!r} carries no recipe (not saved from build_model) and cannot be rebuilt at {label}")
+        models[label] = base.rebuild(input_shape=(height, width, 3), aux=False)
     return models

@@ -82,17 +82,36 @@ def metrics_from_confusion(matrix, info):
     return metrics
 
 
-def evaluate(model, dataset, info, *, flip=False, scales=(1.0,), max_images=None, verbose=False):
+def check_model_fits(model, info):
+    """Raises ValueError if `model` (a `SegmentationModel`, or any model's logits) cannot label `info`'s classes."""
+    num_classes = getattr(model, "num_classes", None)
+    if num_classes is None:
+        output = model.output["logits"] if isinstance(model.output, dict) else model.output
+        num_classes = output.shape[-1]
+    if num_classes != info.num_classes:
+        raise ValueError(
+            f"model {model.name!r} predicts {num_classes} classes but dataset {info.name!r} has {info.num_classes}"
+        )
+    trained_on = getattr(model, "dataset", None)
+    names = getattr(model, "class_names", None)
+    if names is not None and list(names) != list(info.class_names):
+        raise ValueError(
+            f"model {model.name!r} was trained on {trained_on or 'another dataset'} with classes "
+            f"{', '.join(names)}, not {info.name!r}'s {', '.join(info.class_names)}"
+        )
+
+
+def evaluate(model, dataset, info, *, flip=False, scales=None, max_images=None, verbose=False):
     """Evaluates a segmentation model over a dataset with a streaming confusion matrix.
 
     Args:
-        model: a segmentation model (logits or an aux dict) built at any input size; it is rebuilt at the images'
-            size when needed (`contextnet_tf.evaluation.prediction.model_at_size`).
+        model: a segmentation model (logits or an aux dict); it runs at the images' size.
         dataset: iterable of (images float32 [B, H, W, 3] in [0, 255], labels int [B, H, W]), e.g.
             `contextnet_tf.data.make_dataset(..., training=False)`.
         info: the dataset's `DatasetInfo` (classes, categories, ignore label).
         flip: average with the prediction on the horizontally flipped image.
-        scales: average over these input scales (multi-scale evaluation).
+        scales: average over these input scales (multi-scale evaluation); None (the default) runs the model at
+            its own input scale (`model.input_scale`, 1 for models that carry none).
         max_images: stop after this many images (None: the whole dataset).
         verbose: show a progress bar.
 
@@ -102,6 +121,7 @@ def evaluate(model, dataset, info, *, flip=False, scales=(1.0,), max_images=None
         fractions in [0, 1] (``None`` for classes absent from both labels and predictions); the category entries
         only for datasets with categories (Cityscapes, synthetic).
     """
+    check_model_fits(model, info)
     predictor = Predictor(model, flip=flip, scales=scales)
     matrix = np.zeros((info.num_classes, info.num_classes), np.int64)
     num_images = 0
@@ -118,7 +138,7 @@ def evaluate(model, dataset, info, *, flip=False, scales=(1.0,), max_images=None
         if progbar is not None:
             progbar.update(num_images)
     metrics = metrics_from_confusion(matrix, info)
-    metrics.update(num_images=num_images, flip=bool(flip), scales=[float(s) for s in scales])
+    metrics.update(num_images=num_images, flip=bool(flip), scales=list(predictor.scales))
     return metrics
 
 

@@ -1,8 +1,9 @@
-"""Prediction on images of any size, with optional flip / multi-scale averaging, and the PNG outputs.
+"""Prediction on images of any size, at the model's own input scale, with optional flip / multi-scale averaging.
 
-The networks are built for one static input size (their resize and pyramid-pooling layers need it), but no weight
-depends on that size. `model_at_size` therefore rebuilds a model of this package at another size and copies the
-weights; a model it cannot rebuild (a pruned one, say) is wrapped to resize its input and its logits instead.
+The networks take their sizes from the input at run time (`contextnet_tf.models.layers`), so one model predicts
+images of any size with no rebuilding or resizing wrapper. A `SegmentationModel` carries the scale it is meant to
+run at (`input_scale`): `Predictor` runs it there by default, resizing each image by that factor (keeping its aspect
+ratio) and the logits back to the image's size, exactly as `evaluate` and the exports do.
 
 Output formats of `predict_files`:
 * ``color``: the class colours of the dataset's palette (ignored pixels black);
@@ -13,112 +14,53 @@ Output formats of `predict_files`:
   ``OUT/berlin/berlin_000000_000019_leftImg8bit.png``.
 """
 
-import logging
 import os
 
 import cv2
-import keras
 import numpy as np
 import tensorflow as tf
 
 from contextnet_tf import data
-from contextnet_tf.models import contextnet
-from contextnet_tf.models import fast_scnn
-from contextnet_tf.models.layers import Resize
-from contextnet_tf.models import ABLATION_NAMES, MODEL_NAMES, build_model
+from contextnet_tf.models import SegmentationModel
 
 FORMATS = ("color", "overlay", "labelids")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
-_BASE_STEM_CHANNELS = 32  # ltd_conv1 (Fast-SCNN Table 1) and context_conv1 (ContextNet Table 2) both have 32.
+MIN_SIDE = 32  # The networks' smallest input side (`build_model`).
 
 
-def _variant(model):
-    for name in MODEL_NAMES + ABLATION_NAMES:
-        if model.name in (name, name.replace("-", "_")):
-            return name
-    return None
+def default_scales(model):
+    """``(model.input_scale,)`` for a model that carries one, else ``(1.0,)``."""
+    return (float(getattr(model, "input_scale", 1.0)),)
 
 
-def _logits_shape(model):
-    output = model.output["logits"] if isinstance(model.output, dict) else model.output
-    return output.shape
+def scaled_size(height, width, scale):
+    """The (height, width) a scale gives, keeping the aspect ratio, at least `MIN_SIDE` on each side."""
+    return max(MIN_SIDE, round(height * scale)), max(MIN_SIDE, round(width * scale))
 
 
-def _weight_shapes(model):
-    return [tuple(w.shape) for w in model.weights]
+def _any_size(model):
+    """`model`, or for a `SegmentationModel` built at a static size its any-size rebuild (same weights)."""
+    if isinstance(model, SegmentationModel) and any(d is not None for d in model.input_shape[1:3]):
+        return model.rebuild(input_shape=(None, None, 3))
+    return model
 
 
-def _candidate_widths(model, variant):
-    variants = {**fast_scnn.VARIANTS, **contextnet.VARIANTS, **contextnet.ABLATION_VARIANTS}
-    variant_width = variants[variant].get("width", 1.0)
-    widths = [1.0, 2.0]
-    convs = [layer for layer in model.layers if type(layer) is keras.layers.Conv2D]
-    if convs:
-        widths.append(convs[0].filters / _BASE_STEM_CHANNELS / variant_width)
-    return widths
-
-
-def copy_weights_by_name(source, target):
-    """Copies the weights of every layer of `target` from the layer of the same name in `source`."""
-    for layer in target.layers:
-        if layer.weights:
-            layer.set_weights(source.get_layer(layer.name).get_weights())
-
-
-def rebuild_at_size(model, height, width):
-    """`model` rebuilt by `build_model` at (height, width) with its weights, or None if it is not one of ours.
-
-    The variant comes from the model's name, the classes from its logits and the width multiplier from matching
-    every weight shape. The result returns logits only (auxiliary heads are dropped).
-    """
-    variant = _variant(model)
-    if variant is None:
-        return None
-    num_classes = _logits_shape(model)[-1]
-    aux = isinstance(model.output, dict)
-    shapes = _weight_shapes(model)
-    for multiplier in _candidate_widths(model, variant):
-        probe = build_model(variant, (64, 64, 3), num_classes, aux=aux, width=multiplier)
-        if _weight_shapes(probe) == shapes:
-            break
-    else:
-        return None
-    rebuilt = build_model(variant, (height, width, 3), num_classes, aux=False, width=multiplier)
-    copy_weights_by_name(model, rebuilt)
-    return rebuilt
-
-
-def model_at_size(model, height, width):
-    """A model computing `model`'s logits for (height, width) inputs.
-
-    Returns `model` itself when it is already built at that size; otherwise a rebuilt copy with the same weights
-    (`rebuild_at_size`), or, for models that cannot be rebuilt, a wrapper that resizes the input to the model's
-    size and the logits back (bilinear) with a warning.
-    """
-    if tuple(model.input_shape[1:3]) == (height, width):
-        return model
-    rebuilt = rebuild_at_size(model, height, width)
-    if rebuilt is not None:
-        return rebuilt
-    logging.warning("cannot rebuild %s at %dx%d; resizing its inputs and outputs instead", model.name, height, width)
-    image = keras.Input((height, width, 3))
-    x = Resize(*model.input_shape[1:3])(image)
-    logits = model(x)
-    logits = logits["logits"] if isinstance(logits, dict) else logits
-    return keras.Model(image, Resize(height, width, dtype="float32")(logits), name=f"{model.name}_resized")
 class Predictor:
     """Class probabilities and label maps of image batches of any size.
 
     Args:
-        model: a segmentation model (logits, or a dict with ``logits``) built at any input size.
+        model: a segmentation model (logits, or a dict with ``logits``); it runs at any input size.
         flip: also predict on the horizontally flipped image and average the probabilities.
-        scales: input scales whose probabilities are averaged (multi-scale evaluation), e.g. (0.75, 1.0, 1.25).
+        scales: input scales whose probabilities are averaged (multi-scale evaluation), e.g. (0.75, 1.0, 1.25);
+            None (the default) runs the model at its own `input_scale` (`default_scales`).
     """
 
-    def __init__(self, model, flip=False, scales=(1.0,)):
+    def __init__(self, model, flip=False, scales=None):
+        if scales is None:
+            scales = default_scales(model)
         if not scales or min(scales) <= 0:
             raise ValueError(f"scales must be positive, got {scales}")
-        self.model = model
+        self.model = _any_size(model)
         self.flip = flip
         self.scales = tuple(float(s) for s in scales)
         self._forward = {}
@@ -126,11 +68,11 @@ class Predictor:
     def _logits_fn(self, height, width):
         key = (height, width)
         if key not in self._forward:
-            sized = model_at_size(self.model, height, width)
+            model = self.model
 
-            @tf.function(reduce_retracing=True)
+            @tf.function
             def forward(images):
-                outputs = sized(images, training=False)
+                outputs = model(images, training=False)
                 return outputs["logits"] if isinstance(outputs, dict) else outputs
 
             self._forward[key] = forward
@@ -144,7 +86,7 @@ class Predictor:
             return self._logits_fn(height, width)(images)
         total, count = 0.0, 0
         for scale in self.scales:
-            size = (max(32, round(height * scale)), max(32, round(width * scale)))
+            size = scaled_size(height, width, scale)
             x = images if size == (height, width) else tf.image.resize(images, size, method="bilinear")
             forward = self._logits_fn(*size)
             probs = tf.nn.softmax(forward(x), axis=-1)
@@ -224,16 +166,16 @@ def write_png(path, array):
         raise OSError(f"cannot write {path}")
 
 
-def predict_files(model, input_path, output_dir, fmt, info, flip=False, scales=(1.0,)):
+def predict_files(model, input_path, output_dir, fmt, info, flip=False, scales=None):
     """Predicts every image of a file or folder and writes one PNG per image in `fmt`.
 
     Args:
-        model: a segmentation model; images of any size are handled (`model_at_size`).
+        model: a segmentation model; images of any size are handled.
         input_path: an image file or a folder searched recursively.
         output_dir: where PNGs go, mirroring the input's relative paths with a ``.png`` extension.
         fmt: ``color``, ``overlay`` or ``labelids``.
         info: the `DatasetInfo` the model was trained on (palette, classes).
-        flip, scales: test-time augmentation (see `Predictor`).
+        flip, scales: test-time augmentation (see `Predictor`; scales default to the model's input scale).
 
     Returns:
         The list of written paths.

@@ -122,7 +122,7 @@ def bottleneck_stage(x, filters, expansion, repeats, strides, activation, name):
 
 
 def pyramid_pooling(x, filters=None, bins=PYRAMID_BINS, mode="concat", activation="relu", name=None):
-    """Pyramid pooling for any static feature-map size, in one of two published forms.
+    """Pyramid pooling for any feature-map size, in one of two published forms.
 
     Both pool the input adaptively to b x b for each bin size b and upsample bilinearly back to the input size.
 
@@ -132,7 +132,7 @@ def pyramid_pooling(x, filters=None, bins=PYRAMID_BINS, mode="concat", activatio
     * ``mode="sum"`` (ICNet; our ContextNet): the input and the upsampled pooled maps are added. No weights, so the
       output has the input's channels (`filters` must be None or equal to them).
     """
-    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    channels = x.shape[3]
     if mode not in ("concat", "sum"):
         raise ValueError(f"pyramid_pooling mode must be 'concat' or 'sum', got {mode!r}")
     if mode == "sum" and filters not in (None, channels):
@@ -143,7 +143,7 @@ def pyramid_pooling(x, filters=None, bins=PYRAMID_BINS, mode="concat", activatio
         y = AdaptiveAveragePooling2D(b, name=f"{name}_pool{b}")(x)
         if mode == "concat":
             y = conv_bn_act(y, branch_channels, kernel_size=1, activation=activation, name=f"{name}_pool{b}_conv")
-        y = Resize(height, width, name=f"{name}_pool{b}_up")(y)
+        y = Resize(name=f"{name}_pool{b}_up")([y, x])
         branches.append(y)
     if mode == "sum":
         return keras.layers.Add(name=f"{name}_add")(branches)
@@ -158,7 +158,7 @@ def feature_fusion(high, low, filters, dilation, activation="relu", name=None):
     with dilation `dilation` + BN + activation, linear 1x1 conv + BN. High-resolution input: linear 1x1 conv + BN.
     Add, then activation.
     """
-    low = Resize(high.shape[1], high.shape[2], name=f"{name}_up")(low)
+    low = Resize(name=f"{name}_up")([low, high])
     low = depthwise_bn_act(low, dilation_rate=dilation, activation=activation, name=f"{name}_dw")
     low = conv_bn_act(low, filters, kernel_size=1, activation=None, name=f"{name}_low_pw")
     high = conv_bn_act(high, filters, kernel_size=1, activation=None, name=f"{name}_high_pw")
@@ -171,16 +171,17 @@ def classifier_conv(x, num_classes, name):
     return keras.layers.Conv2D(num_classes, 1, kernel_initializer="he_normal", name=name)(x)
 
 
-def aux_head(x, num_classes, output_size, activation="relu", dropout=0.1, name=None):
+def aux_head(x, num_classes, reference, activation="relu", dropout=0.1, name=None):
     """Auxiliary segmentation head used only for the 0.4-weighted training losses.
 
     Neither paper specifies it; we use the light FCN head of the public implementations: 3x3 conv-BN-act to 32
-    channels, dropout, 1x1 conv to classes, bilinear upsampling to the input size (float32 output).
+    channels, dropout, 1x1 conv to classes, bilinear upsampling to the size of `reference` (the input image; float32
+    output).
     """
     x = conv_bn_act(x, 32, kernel_size=3, activation=activation, name=f"{name}_conv")
     x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
     x = classifier_conv(x, num_classes, name=f"{name}_classifier")
-    return Resize(*output_size, dtype="float32", name=f"{name}_up")(x)
+    return Resize(dtype="float32", name=f"{name}_up")([x, reference])
 
 
 def scale_channels(channels, width=1.0, divisor=8):

@@ -17,8 +17,6 @@ Choices where the paper is silent (pinned in tests/test_models_contextnet.py, ar
 * cn14-500 and cn14-160 are cn14 with width multipliers 0.72 and 0.4 (channels rounded to multiples of 8).
 """
 
-import math
-
 import keras
 
 from contextnet_tf.models import blocks
@@ -52,8 +50,7 @@ def _downscale(image, factor, name):
     """Bilinearly downscales the input image by `factor` (ceil of non-integer sizes)."""
     if factor == 1:
         return image
-    height, width = image.shape[1], image.shape[2]
-    return Resize(math.ceil(height / factor), math.ceil(width / factor), name=name)(image)
+    return Resize(divisor=factor, name=name)(image)
 
 
 def context_branch(x, ch, act):
@@ -77,7 +74,7 @@ def detail_branch(x, ch, act, prefix):
 
 
 def build_contextnet(
-    input_shape=(1024, 2048, 3),
+    input_shape=(None, None, 3),
     num_classes=19,
     aux=False,
     context_factor=4,
@@ -89,7 +86,8 @@ def build_contextnet(
     """Builds ContextNet as a Keras functional model.
 
     Args:
-        input_shape: (height, width, 3) of the RGB input; any static size works.
+        input_shape: (height, width, 3) of the RGB input; None for sizes known only at run time (the default), or
+            any static size.
         num_classes: number of output classes (19 for Cityscapes).
         aux: if True, return ``{"logits", "aux_context"}``, the second being the 0.4-weighted auxiliary head on the
             context branch (section 2.2, "Design Choices").
@@ -107,7 +105,6 @@ def build_contextnet(
         A `keras.Model` from float32 RGB images in [0, 255], (batch, H, W, 3), to logits (batch, H, W, num_classes)
         bilinearly upsampled from the finest shallow branch's 1/8 resolution; or the dict above when `aux` is set.
     """
-    height, width_px = input_shape[0], input_shape[1]
     act = ACTIVATION
 
     def ch(c):
@@ -119,16 +116,16 @@ def build_contextnet(
         raise ValueError(f"branch must be None, 'context' or 'detail', got {branch!r}")
     if branch == "detail":
         features = detail_branch(x, ch, act, "detail")
-        logits = _classifier(features, num_classes, height, width_px)
+        logits = _classifier(features, num_classes, image)
         return keras.Model(image, {"logits": logits} if aux else logits, name=name)
 
     context_input = _downscale(x, context_factor, name="context_downscale")
     context = context_branch(context_input, ch, act)
     if branch == "context":
-        logits = _classifier(context, num_classes, height, width_px)
+        logits = _classifier(context, num_classes, image)
         if not aux:
             return keras.Model(image, logits, name=name)
-        aux_logits = blocks.aux_head(context, num_classes, (height, width_px), act, name="aux_context")
+        aux_logits = blocks.aux_head(context, num_classes, image, act, name="aux_context")
         return keras.Model(image, {"logits": logits, "aux_context": aux_logits}, name=name)
 
     fused, fused_factor = context, context_factor
@@ -142,21 +139,21 @@ def build_contextnet(
         fused = blocks.feature_fusion(detail, fused, ch(FUSION_CHANNELS), dilation, act, name=fusion_name)
         fused_factor = factor
 
-    logits = _classifier(fused, num_classes, height, width_px)
+    logits = _classifier(fused, num_classes, image)
 
     if not aux:
         return keras.Model(image, logits, name=name)
     outputs = {
         "logits": logits,
-        "aux_context": blocks.aux_head(context, num_classes, (height, width_px), act, name="aux_context"),
+        "aux_context": blocks.aux_head(context, num_classes, image, act, name="aux_context"),
     }
     return keras.Model(image, outputs, name=name)
 
 
-def _classifier(features, num_classes, height, width):
+def _classifier(features, num_classes, image):
     x = keras.layers.Dropout(DROPOUT, name="cls_dropout")(features)
     x = blocks.classifier_conv(x, num_classes, name="cls_conv")
-    return Resize(height, width, dtype="float32", name="logits")(x)
+    return Resize(dtype="float32", name="logits")([x, image])
 
 
 # Table 4 variants: keyword arguments of `build_contextnet`.

@@ -32,11 +32,12 @@ DROPOUT = 0.1  # Not given in the paper (see docs/architecture.md).
 ACTIVATION = "relu"  # Section 3.1: ReLU trains faster than ReLU6 for Fast-SCNN.
 
 
-def build_fast_scnn(input_shape=(1024, 2048, 3), num_classes=19, aux=False, width=1.0, name="fast_scnn"):
+def build_fast_scnn(input_shape=(None, None, 3), num_classes=19, aux=False, width=1.0, name="fast_scnn"):
     """Builds Fast-SCNN as a Keras functional model.
 
     Args:
-        input_shape: (height, width, 3) of the RGB input; any static size works (not only multiples of 32).
+        input_shape: (height, width, 3) of the RGB input; None for sizes known only at run time (the default), or
+            any static size (not only multiples of 32).
         num_classes: number of output classes (19 for Cityscapes).
         aux: if True, the model returns a dict ``{"logits", "aux_ltd", "aux_gfe"}`` with the two auxiliary heads of
             section 3.1 (end of learning to downsample, end of the global feature extractor).
@@ -47,7 +48,6 @@ def build_fast_scnn(input_shape=(1024, 2048, 3), num_classes=19, aux=False, widt
         A `keras.Model` taking float32 RGB images in [0, 255] of shape (batch, H, W, 3) and returning logits of shape
         (batch, H, W, num_classes) (bilinearly upsampled from 1/8 resolution), or the dict above when `aux` is set.
     """
-    height, width_px = input_shape[0], input_shape[1]
     act = ACTIVATION
 
     def ch(c):
@@ -78,14 +78,14 @@ def build_fast_scnn(input_shape=(1024, 2048, 3), num_classes=19, aux=False, widt
         x = blocks.separable_conv(x, ch(channels), 1, act, name=f"cls_dsconv{i}")
     x = keras.layers.Dropout(DROPOUT, name="cls_dropout")(x)
     x = blocks.classifier_conv(x, num_classes, name="cls_conv")
-    logits = Resize(height, width_px, dtype="float32", name="logits")(x)
+    logits = Resize(dtype="float32", name="logits")([x, image])
 
     if not aux:
         return keras.Model(image, logits, name=name)
     outputs = {
         "logits": logits,
-        "aux_ltd": blocks.aux_head(high_res, num_classes, (height, width_px), act, name="aux_ltd"),
-        "aux_gfe": blocks.aux_head(gfe_out, num_classes, (height, width_px), act, name="aux_gfe"),
+        "aux_ltd": blocks.aux_head(high_res, num_classes, image, act, name="aux_ltd"),
+        "aux_gfe": blocks.aux_head(gfe_out, num_classes, image, act, name="aux_gfe"),
     }
     return keras.Model(image, outputs, name=name)
 

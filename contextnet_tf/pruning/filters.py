@@ -21,7 +21,8 @@ outputs, auxiliary heads of fixed width) keeps every channel.
 import keras
 import numpy as np
 
-from contextnet_tf.models import build_model
+from contextnet_tf.models import SegmentationModel, recipe
+from contextnet_tf.models.layers import AdaptiveAveragePooling2D, Resize
 
 _PASS_THROUGH = (
     keras.layers.BatchNormalization,
@@ -29,6 +30,8 @@ _PASS_THROUGH = (
     keras.layers.DepthwiseConv2D,
     keras.layers.Dropout,
     keras.layers.Rescaling,
+    Resize,
+    AdaptiveAveragePooling2D,
 )
 
 
@@ -86,8 +89,8 @@ def channel_layouts(model):
             layout = in_layouts[0]
         elif isinstance(layer, keras.layers.Concatenate):
             layout = [segment for lay in in_layouts for segment in lay]
-        elif isinstance(layer, _PASS_THROUGH) or len(in_layouts) == 1:
-            layout = in_layouts[0]  # channel-preserving (also our Resize and AdaptiveAveragePooling2D)
+        elif isinstance(layer, _PASS_THROUGH):
+            layout = in_layouts[0]  # channel-preserving; a Resize's second input only gives the size.
         else:
             raise ValueError(f"pruning does not know how layer {layer.name!r} ({type(layer).__name__}) maps channels")
         if in_layouts:
@@ -170,20 +173,19 @@ def transfer_pruned_weights(source, target):
     return target
 
 
-def prune_model(model, name, width, num_classes=None):
-    """Prunes a trained `build_model(name, ..., width=W)` model to `width` < W by filter L1 norm.
+def prune_model(model, width):
+    """Prunes a trained `SegmentationModel` of width W (its recipe's ``width``) to `width` < W by filter L1 norm.
 
     Args:
-        model: the wider trained model (with or without aux heads).
-        name: its `build_model` name (e.g. ``"cn14"``).
+        model: the wider trained model (with or without aux heads), as `build_model` returns it.
         width: the target width multiplier (e.g. 1.5, then 1.25, then 1.0).
-        num_classes: classes of the classifier; read from the model when omitted.
 
     Returns:
-        A new model equal to ``build_model(name, input_shape, num_classes, aux, width)`` with the kept weights.
+        A new `SegmentationModel`, the same recipe at ``width`` (so it saves, loads and runs at any size like any
+        other), with the kept weights.
     """
-    aux = isinstance(model.output, dict)
-    logits = model.output["logits"] if aux else model.output
-    num_classes = num_classes or logits.shape[-1]
-    target = build_model(name, tuple(model.input.shape[1:]), num_classes, aux=aux, width=width)
+    config = recipe(model)
+    if not width < config["width"]:
+        raise ValueError(f"pruning goes from a wider to a narrower model: width {width} >= the model's {config['width']}")
+    target = SegmentationModel.from_config({**config, "width": width})
     return transfer_pruned_weights(model, target)

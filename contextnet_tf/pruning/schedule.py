@@ -13,10 +13,7 @@ import json
 import logging
 import os
 
-import keras
-
-from contextnet_tf import data
-from contextnet_tf.models import build_model
+from contextnet_tf.models import SegmentationModel, load_model, recipe
 from contextnet_tf.models.profiling import count_trainable_params
 from contextnet_tf.pruning.filters import transfer_pruned_weights
 from contextnet_tf.training import train
@@ -44,7 +41,6 @@ def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=No
     """
     if list(widths) != sorted(widths, reverse=True) or len(set(widths)) != len(widths):
         raise ValueError(f"pruning widths must strictly decrease, got {widths}")
-    info = data.get_info(config.dataset)
     rows, previous = [], None
     for index, width in enumerate(widths):
         steps = (wide_steps if index == 0 else finetune_steps) or config.steps
@@ -56,16 +52,17 @@ def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=No
         metrics_path = os.path.join(stage_config.workdir, "val_metrics.json")
         if os.path.exists(final_path) and os.path.exists(metrics_path):
             logging.info("pruning stage %d (width %g) already finished in %s", index, width, stage_config.workdir)
-            model = keras.models.load_model(final_path)
+            model = load_model(final_path)
             with open(metrics_path) as f:
                 metrics = json.load(f)
         else:
             model_fn = None
             if previous is not None:
-                source = keras.models.load_model(previous)
+                source = load_model(previous)
 
                 def model_fn(input_shape, aux, width=width, source=source):
-                    target = build_model(config.model, input_shape, info.num_classes, aux=aux, width=width)
+                    changes = dict(input_shape=input_shape, aux=aux, width=width)
+                    target = SegmentationModel.from_config({**recipe(source), **changes})
                     return transfer_pruned_weights(source, target)
 
             logging.info("pruning stage %d: width %g, %d steps, %s", index, width, steps, stage_config.workdir)

@@ -4,11 +4,12 @@ import numpy as np
 
 from contextnet_tf import data
 from contextnet_tf.evaluation import metrics as evaluation
-from contextnet_tf.evaluation.prediction import Predictor, copy_weights_by_name
+from contextnet_tf.evaluation.prediction import Predictor
+from contextnet_tf.models import copy_weights_by_name
 
 
 class Validator:
-    """Evaluates the training model's weights on the validation split with a model built at the images' size.
+    """Evaluates the training model's weights on the validation split with a logits-only copy of the model.
 
     Args:
         config: the run's `TrainConfig` (dataset, split, evaluation settings).
@@ -29,8 +30,8 @@ class Validator:
             label_source=config.label_source,
         )
         self.samples = self._take_samples(config.num_prediction_images)
-        images = self.samples[0]
-        self.model = model_fn((int(images.shape[1]), int(images.shape[2]), 3), False)
+        # Sizes known at run time only: the saved final model runs at any size (each evaluation traces its own).
+        self.model = model_fn((None, None, 3), False)
 
     def _take_samples(self, count):
         images, labels = [], []
