@@ -164,8 +164,33 @@ def test_verify_decodes_everything_and_checks_label_values(tmp_path):
     message = str(error.value)
     assert f"label {pairs[0][1]} has values [34] that are not in the synthetic label table" in message
     assert f"label {pairs[1][1]} has values [200, 255]" in message
-    assert f"image {pairs[2][0]} cannot be decoded" in message
+    assert f"image {pairs[2][0]} is corrupt: its PNG data cannot be decoded" in message
     assert message.startswith("3 bad files")
+
+
+def test_verify_cache_skips_files_checked_before_and_rechecks_changed_ones(tmp_path):
+    pairs = _cityscapes(tmp_path / "data")
+    cache = str(tmp_path / "cache" / "verified.json")
+    assert data.verify_examples("synthetic", pairs, cache=cache) == {"files": 8, "decoded": 8, "cached": 0}
+    assert data.verify_examples("synthetic", pairs, cache=cache) == {"files": 8, "decoded": 0, "cached": 8}
+    # Labels are checked against a dataset's table: the same files for another dataset are checked again.
+    # (CamVid's table has 12 values, so the Cityscapes ids 0..33 fail there.)
+    with pytest.raises(data.DataError, match="not in the camvid label table"):
+        data.verify_examples("camvid", pairs, cache=cache)
+    # A file rewritten (new size and time) is decoded again, and bad bytes in its middle are found.
+    raw = bytearray(open(pairs[0][0], "rb").read())
+    raw[len(raw) // 2: len(raw) // 2 + 8] = b"\x00" * 8
+    with open(pairs[0][0], "wb") as f:
+        f.write(raw)
+    os.utime(pairs[0][0], ns=(1, 1))
+    with pytest.raises(data.DataError, match=f"1 bad files:\n  image {pairs[0][0]} is corrupt"):
+        data.verify_examples("synthetic", pairs, cache=cache)
+    # The bad file was not cached: it fails again, and only it is decoded once it is fixed.
+    with pytest.raises(data.DataError):
+        data.verify_examples("synthetic", pairs, cache=cache)
+    _write(pairs[0][0], np.zeros((*SIZE, 3), np.uint8))
+    assert data.verify_examples("synthetic", pairs, cache=cache, progress=True) == {
+        "files": 8, "decoded": 1, "cached": 7}
 
 
 def test_camvid_label_value_12_is_rejected(tmp_path):

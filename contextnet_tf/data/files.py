@@ -11,16 +11,22 @@ Layouts:
 `list_examples` checks every pair from the PNG headers (a few bytes per file): both files exist, they are PNGs that
 end with an IEND chunk (so not truncated), the image is 8-bit RGB, the label 8-bit grey, image and label have the
 same size, and all images of the split have one size (the dataset's native one for Cityscapes and CamVid).
-`verify_examples` goes further and decodes every file, so that corrupt data and label values outside the table are
-found before training too.
+`verify_examples` goes further and decodes every file whole, so that corrupt data (bad bytes anywhere in a PNG) and
+label values outside the table are found before training and evaluation too; a cache keyed by path, size and
+modification time makes a second run over the same files free.
 """
 
 import concurrent.futures
 import glob
+import hashlib
+import json
+import logging
 import os
 import struct
+import tempfile
 
 import cv2
+import keras
 import numpy as np
 
 from contextnet_tf.data import labels as labels_lib
@@ -255,34 +261,103 @@ def read_train_ids(name, label_path, table=None):
     return train_ids
 
 
-def verify_examples(name, examples, num_threads=None):
-    """Decodes every file of ``examples`` and checks label values against the dataset's table.
+def verified_cache_path():
+    """Default file of `verify_examples`'s cache: ``$CONTEXTNET_CACHE_DIR`` (else ``$XDG_CACHE_HOME/contextnet_tf``,
+    else ``~/.cache/contextnet_tf``) ``/verified_files.json``."""
+    folder = os.environ.get("CONTEXTNET_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "contextnet_tf"
+    )
+    return os.path.join(folder, "verified_files.json")
 
-    Slower than the header checks of `list_examples` (a full decode of each file) but it finds corrupt PNG data and
-    label values outside the table before training starts.
+
+def _read_cache(path):
+    try:
+        with open(path) as f:
+            entries = json.load(f)
+        return entries if isinstance(entries, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(path, new_entries):
+    """Merges `new_entries` into the cache file (re-read first: another process may have added to it) atomically."""
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        entries = {**_read_cache(path), **new_entries}
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".verified_", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(entries, f)
+        os.replace(tmp, path)
+    except OSError as error:
+        logging.warning("could not write the verified-files cache %s: %s", path, error)
+
+
+def verify_examples(name, examples, num_threads=None, cache=None, progress=False):
+    """Decodes every file of ``examples`` whole and checks label values against the dataset's table.
+
+    Slower than the header checks of `list_examples` (a full decode of each file) but it finds corrupt PNG data (bad
+    bytes anywhere in the file) and label values outside the table before training starts. With a cache, files
+    verified before (same absolute path, size and modification time; labels also the same dataset table) are
+    skipped, so a second run over the same data pays nothing.
 
     Args:
         name: dataset name (selects the label table).
         examples: list of ``(image_path, label_path or None)``.
         num_threads: decoding threads (default: CPU count).
+        cache: path of the JSON cache of verified files, True for `verified_cache_path()`, or None for no cache.
+        progress: show a progress bar over the files to decode.
+
+    Returns:
+        {"files": files in `examples`, "decoded": files decoded now, "cached": files skipped thanks to the cache}.
 
     Raises:
         DataError: naming each file at fault and, for labels, the values that are not in the table.
     """
     table = labels_lib.id_to_train_id(name)
+    table_key = f"label:{name}:{hashlib.sha1(np.ascontiguousarray(table).tobytes()).hexdigest()[:12]}"
+    cache_path = verified_cache_path() if cache is True else cache
+    known = _read_cache(cache_path) if cache_path else {}
 
-    def check(pair):
-        image, label = pair
-        found = []
-        if cv2.imread(image, cv2.IMREAD_UNCHANGED) is None:
-            found.append(f"image {image} cannot be decoded")
-        if label is not None:
-            try:
-                read_train_ids(name, label, table)
-            except DataError as error:
-                found.append(str(error))
-        return found
+    def stamp(path):
+        stat = os.stat(path)
+        return [stat.st_size, stat.st_mtime_ns]
 
+    files = [("image", image) for image, _ in examples] + [("label", label) for _, label in examples if label]
+    todo, keys = [], {}
+    for kind, path in files:
+        key = f"{'image' if kind == 'image' else table_key}:{os.path.abspath(path)}"
+        try:
+            current = stamp(path)
+        except OSError as error:
+            raise DataError(f"{kind} {path} cannot be read: {error}") from None
+        keys[path] = (key, current)
+        if known.get(key) != current:
+            todo.append((kind, path))
+
+    def check(item):
+        kind, path = item
+        if kind == "image":
+            if cv2.imread(path, cv2.IMREAD_UNCHANGED) is None:
+                return f"image {path} is corrupt: its PNG data cannot be decoded"
+            return None
+        try:
+            read_train_ids(name, path, table)
+        except DataError as error:
+            return str(error)
+        return None
+
+    bar = keras.utils.Progbar(len(todo), unit_name="file") if progress and todo else None
+    problems, verified = [], {}
     with concurrent.futures.ThreadPoolExecutor(num_threads or os.cpu_count()) as pool:
-        problems = [p for found in pool.map(check, examples) for p in found]
+        for done, (item, problem) in enumerate(zip(todo, pool.map(check, todo)), start=1):
+            if problem is None:
+                key, current = keys[item[1]]
+                verified[key] = current
+            else:
+                problems.append(problem)
+            if bar is not None and (done % 20 == 0 or done == len(todo)):
+                bar.update(done)
+    if cache_path and verified:
+        _write_cache(cache_path, verified)
     _raise_if(problems, "bad files")
+    return {"files": len(files), "decoded": len(todo), "cached": len(files) - len(todo)}
