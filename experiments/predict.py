@@ -17,19 +17,17 @@ Formats: overlay, color, side_by_side (frame | overlay, twice as wide). --captio
 measured fps on each frame; --start, --stride and --max_frames pick the frames. The program prints the demo's fps
 (decode, network and encode overlapped) and the network's alone (contextnet_tf.evaluation.video).
 
-The palette comes from the model (a model saved with its dataset), else from --dataset; the input scale from the model
-(else its card's .json beside the .keras file); --scales overrides.
+The palette and the input scale come from the model (`model.palette`, `model.input_scale`); --dataset colours a model
+that carries no palette, --scales overrides the scale.
 """
 
 import os
 import sys
 
-import keras
 from absl import app, flags
 
-from contextnet_tf import data  # importing the package registers its custom layers
+from contextnet_tf import data, load_model
 from contextnet_tf.evaluation import prediction, video
-from contextnet_tf.reports import model_card
 
 MODEL = flags.DEFINE_string("model", None, "Path of a .keras model.", required=True)
 INPUT = flags.DEFINE_string("input", None, "Image file or folder (searched recursively), or a video file.",
@@ -42,8 +40,8 @@ DATASET = flags.DEFINE_enum("dataset", None, list(data.DATASET_NAMES),
                             "Dataset the model was trained on (palette, label ids), for a model that does not carry "
                             "its own; default cityscapes.")
 FLIP = flags.DEFINE_bool("flip", False, "Average with the horizontally flipped prediction.")
-SCALES = flags.DEFINE_list("scales", ["1.0"], "Input scales to average, e.g. 0.75,1,1.25 (default: the model's "
-                            "input scale, else the one in the model card's .json beside the .keras file, else 1).")
+SCALES = flags.DEFINE_list("scales", None, "Input scales to average, e.g. 0.75,1,1.25 (default: the model's own "
+                            "input scale).")
 CAPTION = flags.DEFINE_bool("caption", False, "Video: draw the model's name and the measured fps on each frame.")
 START = flags.DEFINE_integer("start", 0, "Video: first frame (0-based).", lower_bound=0)
 STRIDE = flags.DEFINE_integer("stride", 1, "Video: keep every n-th frame (the output's fps is divided by it).",
@@ -59,13 +57,6 @@ def is_video(path):
     return os.path.isfile(path) and not path.lower().endswith(prediction.IMAGE_EXTENSIONS)
 
 
-def load(path):
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"cannot load the model {path}: {error}") from error
-
-
 def dataset_info(model):
     if getattr(model, "palette", None) is None and DATASET.value is None:
         print(f"{MODEL.value} carries no palette: using --dataset=cityscapes's (pass --dataset to choose)")
@@ -73,14 +64,19 @@ def dataset_info(model):
 
 
 def scales(model):
-    """--scales when given, else the model's input scale, else its card's; says which it uses when not 1."""
-    if SCALES.present:
-        return [float(s) for s in SCALES.value]
-    if getattr(model, "input_scale", None) is not None:
-        if model.input_scale != 1.0:
-            print(f"--scales={model.input_scale:g}: the model's input scale (pass --scales to choose another)")
-        return [model.input_scale]
-    return model_card.resolve_scales(MODEL.value, SCALES.value, False)
+    """--scales when given, else the model's own input scale (said when it is not 1)."""
+    if SCALES.value:
+        try:
+            values = [float(s) for s in SCALES.value]
+        except ValueError:
+            raise ValueError(f"--scales: expected numbers such as 0.75,1,1.25, got {','.join(SCALES.value)!r}") from None
+        if min(values) <= 0:
+            raise ValueError(f"--scales must be positive numbers, got {','.join(SCALES.value)!r}")
+        return values
+    values = prediction.default_scales(model)
+    if values != (1.0,):
+        print(f"--scales={values[0]:g}: the model's input scale (pass --scales to choose another)")
+    return values
 
 
 def predict_video(model):
@@ -116,11 +112,11 @@ def main(argv):
             # The input and the output are checked before the model loads, to fail fast.
             video.probe(INPUT.value)
             video.check_output(OUTPUT.value, INPUT.value)
-            predict_video(load(MODEL.value))
+            predict_video(load_model(MODEL.value))
         else:
             if not OUTPUT_DIR.value:
                 raise ValueError(f"{INPUT.value} is not a video: pass --output_dir=DIR for the PNGs")
-            predict_images(load(MODEL.value))
+            predict_images(load_model(MODEL.value))
     except (ValueError, OSError) as error:
         sys.exit(f"predict.py: {error}")
 

@@ -148,6 +148,21 @@ def test_formats_start_stride_and_caption(model, synthetic_frames, tmp_path):
         assert changed.any() and rows.max() < 40 and cols.min() == 0  # the caption band, top left only
 
 
+def test_runs_the_model_at_its_own_input_scale(model, synthetic_frames, tmp_path):
+    net = model[0].rebuild(input_scale=2.0)
+    clip = write_clip(str(tmp_path / "clip.avi"), synthetic_frames[:2])
+    out = str(tmp_path / "color.avi")
+    video.segment_video(net, clip, out, fmt="color", fourcc="FFV1", progress=False)
+    written, _ = read_clip(out)
+    frames = np.stack(synthetic_frames[:2]).astype(np.float32)
+    at_two = prediction.Predictor(net, scales=(2.0,)).labels(frames)
+    at_one = prediction.Predictor(net, scales=(1.0,)).labels(frames)
+    assert not np.array_equal(at_two, at_one)  # the scale changes the prediction, so the check below can fail
+    info = video.model_dataset_info(net)
+    for label, out_frame in zip(at_two, written):
+        assert np.array_equal(out_frame, data.colorize(label, info))
+
+
 def test_progress_line_shows_frames_fps_and_eta():
     assert video.Progress(total=100).line(25, 5.0) == "frames 25/100  5.0 fps  ETA 0:15"
     assert video.Progress(total=None).line(25, 5.0) == "frames 25  5.0 fps"

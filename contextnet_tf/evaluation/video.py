@@ -353,8 +353,8 @@ def segment_video(
         output: the video to write; its extension picks the container (and the default codec, `DEFAULT_FOURCC`).
         fmt: one of `FORMATS`.
         info: the `data.DatasetInfo` whose palette colours the classes (default: the model's, `model_dataset_info`).
-        flip, scales: test-time augmentation of `prediction.Predictor` (default scales: ``(model.input_scale,)``,
-            1 for a model that has none).
+        flip, scales: test-time augmentation of `prediction.Predictor` (default scales: the model's own input scale,
+            `prediction.default_scales`).
         start: first frame (0-based); stride: keep every `stride`-th frame from there; max_frames: at most this many.
         caption: if given, each frame shows this text and the measured frames per second so far.
         fourcc: the four-character codec (default: by extension).
@@ -376,8 +376,6 @@ def segment_video(
     check_output(output, input_path)
     fourcc = fourcc or _default_fourcc(output)
     info = info or model_dataset_info(model)
-    if scales is None:
-        scales = (getattr(model, "input_scale", None) or 1.0,)
     predictor = prediction.Predictor(model, flip=flip, scales=scales)
 
     available = max(source.frame_count - start, 0)
