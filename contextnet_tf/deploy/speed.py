@@ -132,3 +132,56 @@ def models_at_resolutions(model, resolutions, num_classes=19, weights=None):
             raise ValueError(f"{model!r} carries no recipe (not saved from build_model) and cannot be rebuilt at {label}")
         models[label] = base.rebuild(input_shape=(height, width, 3), aux=False)
     return models
+
+
+INPUT_SHAPE_PATHS = ("static_graph", "any_size_model", "runtime_size_graph")
+
+
+def input_shape_paths(name, height, width, num_classes=19, head="cls"):
+    """Three ways to run one variant at (height, width), for `compare_input_shapes`:
+
+    * ``static_graph``: `build_model(name, (height, width, 3))`, every size fixed when the model is built;
+    * ``any_size_model``: `build_model(name)` with ``(None, None, 3)`` inputs, traced at the image's shape (what
+      `Predictor`, evaluation, training and TFLite export do);
+    * ``runtime_size_graph``: the same any-size model traced with unknown height and width (what the SavedModel's
+      any-size signatures run: sizes and pooling matrices computed in the graph).
+
+    All three have the same weights and compute the same labels.
+    """
+    import tensorflow as tf
+
+    from contextnet_tf.deploy.export import head_function
+    from contextnet_tf.models import build_model
+
+    any_size = build_model(name, num_classes=num_classes)
+    static = any_size.rebuild(input_shape=(height, width, 3))
+    fn, input_dtype = head_function(any_size, head)
+    runtime = keras_path("runtime_size_graph", any_size, head)
+    spec = tf.TensorSpec((1, None, None, 3), input_dtype)
+    runtime.compute = tf.function(fn, input_signature=[spec])
+    runtime.network = tf.function(lambda x: any_size(x, training=False), input_signature=[tf.TensorSpec((1, None, None, 3))])
+    return [keras_path("static_graph", static, head), keras_path("any_size_model", any_size, head), runtime]
+
+
+def compare_input_shapes(names, resolutions, num_classes=19, modes=("end_to_end",), frames=FRAMES, burn_in=BURN_IN,
+                         max_seconds=None, log=print):
+    """Times `input_shape_paths` of each variant and resolution side by side (interleaved, one process).
+
+    Returns the `run_benchmark` report format; ``ratio_to_folded`` holds the ratio to ``static_graph`` here.
+    """
+    results = []
+    for name in names:
+        for height, width in resolutions:
+            label = f"{name} {height}x{width}"
+            image = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+            paths = input_shape_paths(name, height, width, num_classes)
+            for mode in modes:
+                timings = time_paths(paths, image, mode, frames, burn_in, max_seconds)
+                reference = timings["static_graph"]["fps"]
+                for path_name, timing in timings.items():
+                    results.append(dict(resolution=label, path=path_name, mode=mode, head="cls", **timing,
+                                        ratio_to_folded=timing["fps"] / reference))
+                    log(f"{label} {path_name:18s} {mode:11s} {timing['fps']:8.2f} fps  x{timing['fps'] / reference:.3f}")
+    protocol = dict(batch=1, burn_in=burn_in, frames=frames, max_seconds=max_seconds, head="cls", interleaved=True,
+                    reference="static_graph")
+    return {"environment": environment(None), "protocol": protocol, "results": results}
