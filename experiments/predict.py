@@ -88,7 +88,8 @@ def predict_video(model):
     )
     print(f"wrote {summary.output}: {summary.frames} frames of {summary.width}x{summary.height} at "
           f"{summary.fps:g} fps ({FORMAT.value}); {summary.demo_fps:.2f} fps end to end, "
-          f"network alone {summary.network_fps:.2f} fps")
+          f"network alone {summary.network_fps:.2f} fps, decode + network + encode one after another "
+          f"{summary.serial_fps:.2f} fps")
 
 
 def predict_images(model):

@@ -65,6 +65,8 @@ class VideoSummary:
         seconds: wall time from the first frame decoded to the file complete (after the one warm-up prediction that
             traces the network).
         network_seconds: time spent in the network's forward pass and argmax (`Predictor.labels`).
+        decode_seconds: time the reader spent decoding frames; encode_seconds: time the writer spent rendering
+            and encoding them. Run one after another, the three would take their sum.
     """
 
     output: str
@@ -74,6 +76,8 @@ class VideoSummary:
     fps: float
     seconds: float
     network_seconds: float
+    decode_seconds: float = 0.0
+    encode_seconds: float = 0.0
 
     @property
     def demo_fps(self):
@@ -84,6 +88,12 @@ class VideoSummary:
     def network_fps(self):
         """Frames per second of the network alone (the time the inference thread spent in it)."""
         return self.frames / max(self.network_seconds, 1e-9)
+
+    @property
+    def serial_fps(self):
+        """Frames per second that decoding, the network and encoding would give one after another (from the
+        measured time of each stage)."""
+        return self.frames / max(self.decode_seconds + self.network_seconds + self.encode_seconds, 1e-9)
 
 
 @contextlib.contextmanager
@@ -395,12 +405,19 @@ def segment_video(
     stop = threading.Event()
     errors = []
     written = [0]
+    stage_seconds = {"decode": 0.0, "encode": 0.0}
     bar = Progress(total, enabled=progress)
     started = time.perf_counter()
 
     def read():
+        frames = read_frames(input_path, start, stride, max_frames)
         try:
-            for frame in read_frames(input_path, start, stride, max_frames):
+            while True:
+                tick = time.perf_counter()
+                frame = next(frames, None)
+                stage_seconds["decode"] += time.perf_counter() - tick
+                if frame is None:
+                    break
                 if frame.shape[:2] != (source.height, source.width):
                     raise VideoError(f"{input_path}: frame size changes from {source.width}x{source.height} "
                                      f"to {frame.shape[1]}x{frame.shape[0]}")
@@ -411,17 +428,21 @@ def segment_video(
         except Exception as error:  # handed to the calling thread, which raises it
             errors.append(error)
             stop.set()
+        finally:
+            frames.close()  # releases the capture when stopped early
 
     def write():
         try:
             while (item := _get(labelled, stop)) is not _END:
                 frame, labels = item
+                tick = time.perf_counter()
                 out = render_frame(frame, labels, fmt, info)
                 done = written[0] + 1
                 fps = done / max(time.perf_counter() - started, 1e-9)
                 if caption:
                     out = draw_caption(np.ascontiguousarray(out), f"{caption}  {fps:.1f} fps")
                 writer.write(cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
+                stage_seconds["encode"] += time.perf_counter() - tick
                 written[0] = done
                 bar.update(done, fps)
         except _Stop:
@@ -462,4 +483,5 @@ def segment_video(
         raise VideoError(f"OpenCV wrote nothing to {output} with --fourcc={fourcc}")
     os.replace(temporary, output)
     bar.update(written[0], written[0] / max(seconds, 1e-9), final=True)
-    return VideoSummary(output, written[0], out_width, source.height, out_fps, seconds, network_seconds)
+    return VideoSummary(output, written[0], out_width, source.height, out_fps, seconds, network_seconds,
+                        stage_seconds["decode"], stage_seconds["encode"])
