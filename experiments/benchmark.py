@@ -18,13 +18,14 @@ import sys
 from absl import app, flags
 
 from contextnet_tf.deploy import speed
-from contextnet_tf.reports import summary
+from contextnet_tf import cli, data
 from contextnet_tf.deploy import timing
 
 MODEL = flags.DEFINE_string("model", "fast_scnn", "Variant name or path of a .keras model.")
 WEIGHTS = flags.DEFINE_string("weights", None, "Optional .weights.h5 file for a model built by name.")
-NUM_CLASSES = flags.DEFINE_integer("num_classes", 19, "Classes of a model built by name.")
-RESOLUTIONS = flags.DEFINE_list("resolutions", ["1024x2048", "512x1024", "256x512"], "HEIGHTxWIDTH list.")
+DATASET = flags.DEFINE_enum("dataset", data.PAPERS_DATASET, list(data.DATASET_NAMES),
+                            "Dataset whose class count a model built by name gets.")
+RESOLUTIONS = cli.define_sizes("resolutions", ["1024x2048", "512x1024", "256x512"], "Input sizes HxW.")
 PATHS = flags.DEFINE_list("paths", None, f"Paths to time, from {', '.join(speed.PATHS)} (default: all but "
                           "tflite_int8 under TensorFlow, keras_unfolded and keras_folded under JAX).")
 MODES = flags.DEFINE_list("modes", ["end_to_end"], f"Modes, from {', '.join(timing.MODES)}.")
@@ -46,14 +47,12 @@ def main(argv):
     for mode in MODES.value:
         if mode not in timing.MODES:
             raise app.UsageError(f"--modes: unknown mode {mode!r}; choose from {', '.join(timing.MODES)}")
-    try:
-        resolutions = [summary.parse_resolution(text) for text in RESOLUTIONS.value]
-    except ValueError as error:
-        raise app.UsageError(f"--resolutions: {error}") from None
+    resolutions = RESOLUTIONS.value
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     timing.set_threads(THREADS.value)
     try:
-        models = speed.models_at_resolutions(MODEL.value, resolutions, NUM_CLASSES.value, WEIGHTS.value)
+        models = speed.models_at_resolutions(MODEL.value, resolutions, data.get_info(DATASET.value).num_classes,
+                                              WEIGHTS.value)
         report = speed.run_benchmark(
             models,
             paths=paths,

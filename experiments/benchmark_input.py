@@ -1,6 +1,6 @@
 """Input throughput benchmark: decode + training augmentation of 2048x1024 PNGs to 1024x1024 crops.
 
-    python experiments/make_synthetic_city.py --out_dir /tmp/synthetic_1024 --image_size 1024,2048 \
+    python experiments/make_synthetic_city.py --out_dir /tmp/synthetic_1024 --image_size 1024x2048 \
         --num_train 32 --num_val 0
     python experiments/benchmark_input.py --data_dir /tmp/synthetic_1024 --out_dir /tmp/benchmark_input
 
@@ -12,13 +12,14 @@ import sys
 
 from absl import app, flags
 
+from contextnet_tf import cli
 from contextnet_tf.data import throughput
 
 DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset root in the Cityscapes layout.", required=True)
 OUT_DIR = flags.DEFINE_string("out_dir", "/tmp/benchmark_input", "Where the JSON and markdown go.")
-NAME = flags.DEFINE_enum("dataset", "synthetic", ["cityscapes", "synthetic"], "Dataset name.")
+NAME = flags.DEFINE_enum("dataset", "synthetic", ["cityscapes", "synthetic"], "Dataset name (the Cityscapes layout).")
 SPLIT = flags.DEFINE_string("split", "train", "Split to read.")
-CROP = flags.DEFINE_list("crop_size", ["1024", "1024"], "Crop height,width.")
+CROP = cli.define_size("crop_size", (1024, 1024), "Crop HxW.")
 CORES = flags.DEFINE_list("cores", ["1", "2"], "Core counts to measure.")
 NUM_IMAGES = flags.DEFINE_integer("num_images", 24, "Images timed per measurement.")
 ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds per pipeline and core count.")
@@ -31,7 +32,7 @@ def main(argv):
         OUT_DIR.value,
         name=NAME.value,
         split=SPLIT.value,
-        crop_size=tuple(int(c) for c in CROP.value),
+        crop_size=CROP.value,
         cores_list=tuple(int(c) for c in CORES.value),
         num_images=NUM_IMAGES.value,
         rounds=ROUNDS.value,

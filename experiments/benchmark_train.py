@@ -10,11 +10,12 @@ import sys
 
 from absl import app, flags
 
+from contextnet_tf import cli
 from contextnet_tf.training import step_speed
 
 MODELS = flags.DEFINE_list("models", ["fast_scnn", "cn14"], "Networks to time.")
 OUT_DIR = flags.DEFINE_string("out_dir", "/tmp/benchmark_train", "Where the JSON and markdown go.")
-CROP = flags.DEFINE_list("crop", ["256", "512"], "Crop height,width.")
+CROP = cli.define_size("crop", (256, 512), "Crop HxW.")
 BATCH_SIZE = flags.DEFINE_integer("batch_size", 4, "Images per step.")
 STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per round.")
 WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps first (tracing).")
@@ -27,7 +28,7 @@ def main(argv):
     result = step_speed.run(
         MODELS.value,
         OUT_DIR.value,
-        crop=tuple(int(c) for c in CROP.value),
+        crop=CROP.value,
         batch_size=BATCH_SIZE.value,
         steps=STEPS.value,
         warmup=WARMUP.value,

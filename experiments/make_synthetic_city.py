@@ -8,13 +8,13 @@
 
 from absl import app, flags
 
-from contextnet_tf import data
+from contextnet_tf import cli, data
 
 OUT_DIR = flags.DEFINE_string("out_dir", None, "Root folder to write.", required=True)
 NUM_TRAIN = flags.DEFINE_integer("num_train", 100, "Training images.")
 NUM_VAL = flags.DEFINE_integer("num_val", 20, "Validation images.")
 NUM_TEST = flags.DEFINE_integer("num_test", 0, "Unlabelled test images.")
-IMAGE_SIZE = flags.DEFINE_list("image_size", [str(s) for s in data.DEFAULT_IMAGE_SIZE], "Height,width.")
+IMAGE_SIZE = cli.define_size("image_size", data.DEFAULT_IMAGE_SIZE, "Image size HxW.")
 SEED = flags.DEFINE_integer("seed", 0, "Generator seed; the same seed writes identical files.")
 
 
@@ -25,7 +25,7 @@ def main(argv):
         num_train=NUM_TRAIN.value,
         num_val=NUM_VAL.value,
         num_test=NUM_TEST.value,
-        image_size=tuple(int(s) for s in IMAGE_SIZE.value),
+        image_size=IMAGE_SIZE.value,
         seed=SEED.value,
     )
     print(", ".join(f"{len(pairs)} {split}" for split, pairs in written.items()), "images under", OUT_DIR.value)

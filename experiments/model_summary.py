@@ -9,19 +9,20 @@ import json
 
 from absl import app, flags
 
-from contextnet_tf import MODEL_NAMES
+from contextnet_tf import MODEL_NAMES, cli, data
 from contextnet_tf.reports import summary
 
 MODELS = flags.DEFINE_list("models", list(MODEL_NAMES), "Model names to tabulate.")
-RESOLUTIONS = flags.DEFINE_list("resolutions", ["1024x2048"], "Input sizes HxW for the GMACs columns.")
-NUM_CLASSES = flags.DEFINE_integer("num_classes", 19, "Number of classes of the classifier.")
+RESOLUTIONS = cli.define_sizes("resolutions", ["1024x2048"], "Input sizes HxW for the GMACs columns.")
+DATASET = flags.DEFINE_enum("dataset", data.PAPERS_DATASET, list(data.DATASET_NAMES),
+                            "Dataset whose class count the classifier has.")
 OUTPUT = flags.DEFINE_string("output", None, "Optional JSON file for the table.")
 
 
 def main(argv):
     del argv
-    resolutions = [summary.parse_resolution(r) for r in RESOLUTIONS.value]
-    rows = summary.model_rows(MODELS.value, resolutions, NUM_CLASSES.value)
+    resolutions = RESOLUTIONS.value
+    rows = summary.model_rows(MODELS.value, resolutions, data.get_info(DATASET.value).num_classes)
     print(summary.markdown_table(rows, resolutions))
     if OUTPUT.value:
         with open(OUTPUT.value, "w") as f:

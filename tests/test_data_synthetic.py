@@ -96,7 +96,7 @@ def test_colour_alone_does_not_separate_the_classes(scenes):
 def test_make_synthetic_city_program(tmp_path):
     program = os.path.join(os.path.dirname(__file__), "..", "experiments", "make_synthetic_city.py")
     result = subprocess.run([sys.executable, program, f"--out_dir={tmp_path}", "--num_train=2", "--num_val=1",
-                             "--image_size=32,64", "--seed=5"], capture_output=True, text=True, check=True)
+                             "--image_size=32x64", "--seed=5"], capture_output=True, text=True, check=True)
     assert "2 train, 1 val, 0 test images under" in result.stdout
     assert len(data.list_examples("synthetic", tmp_path, "train")) == 2
     reference = data.draw_scene(np.random.default_rng([5, 0, 0]), (32, 64))[1]

@@ -65,7 +65,7 @@ def test_run_writes_json_and_markdown(city, tmp_path):
 def test_benchmark_program(city, tmp_path):
     program = os.path.join(os.path.dirname(__file__), "..", "experiments", "benchmark_input.py")
     result = subprocess.run([sys.executable, program, f"--data_dir={city}", f"--out_dir={tmp_path}",
-                             "--crop_size=32,32", "--cores=1", "--num_images=2", "--rounds=1"],
+                             "--crop_size=32x32", "--cores=1", "--num_images=2", "--rounds=1"],
                             capture_output=True, text=True, check=True)
     assert "| naive | 1 |" in result.stdout
     with open(tmp_path / "benchmark_input.json") as f:

@@ -3,6 +3,7 @@ per-class table, metrics JSON and a training curve."""
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ from contextnet_tf import data
 from contextnet_tf.evaluation import metrics as evaluation
 from contextnet_tf.reports import model_card
 from contextnet_tf.training import TrainConfig, train
+from contextnet_tf.training import config as config_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,8 +39,27 @@ def test_train_command_round_trips_the_config(finished_run):
     assert command.startswith("python experiments/train.py")
     flags = dict(part.strip(" \\\n").lstrip("-").split("=", 1) for part in command.split("--")[1:] if "=" in part)
     assert flags["model"] == "fast_scnn" and flags["preset"] == "fast_scnn_paper"
-    assert flags["steps"] == "4" and flags["batch_size"] == "2" and flags["crop"] == "64,64"
+    assert flags["steps"] == "4" and flags["batch_size"] == "2" and flags["crop"] == "64x64"
     assert "optimizer" not in flags and "lr" not in flags  # the preset's own values are not repeated
+
+
+def test_card_command_reproduces_a_config_with_every_field_set():
+    """The card's command, parsed by experiments/train.py's generated flags, gives back the same config, for a config
+    whose every field differs from the defaults (the field table is tests/test_training_config.py's)."""
+    from absl import flags as absl_flags
+
+    from test_training_config import EVERY_FIELD
+
+    config = TrainConfig(**EVERY_FIELD)
+    command = model_card.train_command(config)
+    argv = shlex.split(command.replace("\\\n", " "))
+    assert argv[:2] == ["python", "experiments/train.py"]
+    values = absl_flags.FlagValues()
+    holders = config_lib.define_flags(flag_values=values)
+    values(argv[1:])
+    assert config_lib.from_flags(holders) == config
+    for name in ("sync_batch_norm", "deterministic_ops", "eval_batch_size", "eval_max_images", "input_scale"):
+        assert f"{name}" in command, name  # the fields the old hand-written list missed
 
 
 def test_publish_writes_a_loadable_model_and_a_card(finished_run, tmp_path):
@@ -59,7 +80,7 @@ def test_publish_writes_a_loadable_model_and_a_card(finished_run, tmp_path):
     assert "--steps=4" in card and "--flip --scales=1,1.5" in card
     assert "trained from scratch on synthetic" in card
     model = keras.saving.load_model(os.path.join(out, "tiny.keras"), compile=False)
-    image = np.zeros((1, *model.input_shape[1:]), np.float32)
+    image = np.zeros((1, 64, 128, 3), np.float32)
     reference = keras.saving.load_model(os.path.join(config.workdir, "final.keras"), compile=False)
     np.testing.assert_array_equal(model(image).numpy(), reference(image).numpy())
 

@@ -13,12 +13,16 @@ import re
 import subprocess
 import sys
 
+import dataclasses
+import shlex
+
 import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 
-from contextnet_tf import data
+from contextnet_tf import cli, data
 from contextnet_tf.reports import quickstart
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,7 +122,8 @@ def test_folding_check_is_recorded_and_passes(tiny_run):
 
 def test_saved_model_serving_returns_a_uint8_label_map_of_the_input_size(tiny_run):
     workdir, summary, _ = tiny_run
-    assert summary["export"]["passed"] and summary["export"]["output_dtype"] == "uint8"
+    assert summary["export"]["passed"] and summary["export"]["format"] == "saved_model"
+    assert summary["export"]["label_agreement"] >= 0.999 and summary["export"]["images"] == [[64, 128]]
     serve = tf.saved_model.load(os.path.join(workdir, "saved_model")).signatures["serving_default"]
     for height, width in ((64, 128), (50, 70)):
         image = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
@@ -157,6 +162,20 @@ def test_second_run_reuses_the_data_and_the_finished_run(tiny_run):
 def test_bad_settings_name_the_flag(overrides, flag):
     with pytest.raises(quickstart.QuickstartError, match=f"^{flag}: "):
         quickstart.check_config(quickstart.QuickstartConfig(**overrides))
+
+
+def test_flags_are_generated_from_the_config_and_the_command_round_trips():
+    values = flags.FlagValues()
+    holders = cli.define_flags(quickstart.QuickstartConfig, flag_values=values)
+    assert list(holders) == [f.name for f in dataclasses.fields(quickstart.QuickstartConfig)]
+    config = quickstart.QuickstartConfig(workdir="/tmp/q s", dataset="camvid", data_dir="/d", model="cn14",
+                                         image_size=(96, 160), crop=(64, 96), lr=0.045, max_val_images=3, fresh=True)
+    argv = shlex.split(quickstart.equivalent_command(config))[1:]
+    assert "--crop=64x96" in argv and "--image_size=96x160" in argv and "--fresh" in argv
+    values(argv)
+    assert quickstart.QuickstartConfig(**cli.overrides(holders, only_set=False)) == config
+    with pytest.raises(flags.IllegalFlagValueError, match="--image_size=256,512: expected HxW such as 352x480"):
+        values(["quickstart.py", "--image_size=256,512"])
 
 
 def test_program_rejects_a_real_dataset_without_data_dir(tmp_path):

@@ -161,3 +161,15 @@ def test_train_study_run_reuses_a_finished_run(tmp_path):
     np.testing.assert_array_equal(second.model.get_weights()[0], first.model.get_weights()[0])
     with open(os.path.join(first.workdir, "val_metrics.json")) as f:
         assert json.load(f)["miou"] == first.miou
+
+
+def test_class_iou_table_shows_each_network_and_group():
+    names = data.get_info("camvid").class_names
+    a = {"class_iou": {n: i / 20 for i, n in enumerate(names)}, "miou": 0.25}
+    b = {"class_iou": {**{n: 0.5 for n in names}, "pole": None}, "miou": 0.5}
+    table = studies.class_iou_table({"cn14": a, "cn12": b}, "camvid")
+    lines = table.splitlines()
+    assert lines[0] == "| class | group | cn14 IoU (%) | cn12 IoU (%) |"
+    assert "| pole | small | 10.0 | n/a |" in lines
+    assert "| bicyclist | fine detail, rare | 50.0 | 50.0 |" in lines
+    assert lines[-1] == "| **mIoU** |  | **25.0** | **50.0** |"

@@ -46,7 +46,7 @@ def test_synthetic_city_training_run(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
         [sys.executable, os.path.join(REPO, "experiments", "train.py"), "--model=fast_scnn", "--dataset=synthetic",
-         f"--data_dir={city}", f"--workdir={workdir}", f"--steps={STEPS}", "--batch_size=4", "--crop=64,128",
+         f"--data_dir={city}", f"--workdir={workdir}", f"--steps={STEPS}", "--batch_size=4", "--crop=64x128",
          "--optimizer=rmsprop", "--eval_every=150", "--eval_batch_size=4", "--checkpoint_every=100",
          "--log_every=10", "--seed=0"],
         capture_output=True, text=True, env=env, timeout=900,

@@ -20,9 +20,7 @@ would be faster but is a different prediction).
 
 import concurrent.futures
 import dataclasses
-import importlib.metadata
 import os
-import platform
 import tempfile
 import time
 from typing import Callable, Optional
@@ -30,7 +28,8 @@ from typing import Callable, Optional
 import keras
 import numpy as np
 
-from contextnet_tf.deploy.folding import logits_only
+from contextnet_tf.environment import environment  # noqa: F401  (the benchmark record; re-exported)
+from contextnet_tf.models import logits_only
 
 MODES = ("end_to_end", "network", "pipelined")
 HEADS = ("cls", "prob")
@@ -263,48 +262,6 @@ def _pipelined(path, image, frames, deadline):
             future.result()
         wall = time.perf_counter() - start
     return latencies, wall
-
-
-def environment(threads=None):
-    """Device, software versions and thread settings of this process, for the benchmark record."""
-    info = {
-        "backend": keras.backend.backend(),
-        "platform": platform.platform(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "threads": threads,
-        "python": platform.python_version(),
-        "versions": {},
-    }
-    for package in ("keras", "numpy", "tensorflow", "jax", "jaxlib", "onnxruntime", "tf2onnx", "onnx", "torch"):
-        try:
-            info["versions"][package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    if keras.backend.backend() == "jax":
-        import jax
-
-        info["device"] = str(jax.devices()[0].device_kind)
-    else:
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        details = tf.config.experimental.get_device_details(gpus[0]) if gpus else {}
-        info["device"] = details.get("device_name", "GPU") if gpus else "CPU"
-        info["tf_intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
-        info["tf_inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
-    return info
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def set_threads(threads):

@@ -17,6 +17,7 @@ test-time augmentation given), and writes into `out_dir`:
 
 import json
 import os
+import shlex
 import shutil
 
 import keras
@@ -25,15 +26,11 @@ import tensorflow as tf
 from contextnet_tf import data
 from contextnet_tf.evaluation import metrics as evaluation
 from contextnet_tf.models.profiling import count_trainable_params
+from contextnet_tf.environment import describe, environment
+from contextnet_tf.reports.plots import plot_training_curve
+from contextnet_tf.reports.tables import iou_table
 from contextnet_tf.training import TrainConfig
-
-_FLAG_FIELDS = (
-    "model", "dataset", "data_dir", "workdir", "preset", "steps", "epochs", "batch_size", "crop", "scale_range",
-    "strategy", "optimizer", "lr", "lr_power", "momentum", "weight_decay", "aux_weight", "class_weighting",
-    "init_from", "width", "mixed_precision", "precision", "seed", "deterministic", "cache", "label_source", "train_split", "val_split", "eval_every",
-    "eval_flip", "eval_scales", "checkpoint_every", "log_every",
-)
-
+from contextnet_tf.training import config as config_lib
 
 def read_config(run_dir):
     """The run's resolved `TrainConfig` (from ``config.json``), with a clear error for a folder that is not a run."""
@@ -44,32 +41,11 @@ def read_config(run_dir):
         return TrainConfig.from_json(f.read())
 
 
-def _flag_value(value):
-    if isinstance(value, (tuple, list)):
-        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
 def train_command(config):
-    """The `experiments/train.py` command line that reproduces `config`: the preset plus every field that differs
-    from it (booleans as ``--flag`` / ``--noflag``)."""
-    overrides = {} if config.steps is None else {"steps": config.steps}
-    reference = TrainConfig.from_preset(config.preset, **overrides)
-    parts = ["python experiments/train.py"]
-    for field in _FLAG_FIELDS:
-        value = getattr(config, field)
-        always = field in ("model", "dataset", "data_dir", "workdir", "preset", "steps")
-        if value is None or (not always and value == getattr(reference, field)):
-            continue
-        if isinstance(value, tuple) and value == tuple(getattr(reference, field) or ()) and not always:
-            continue
-        if isinstance(value, bool):
-            parts.append(f"--{field}" if value else f"--no{field}")
-        else:
-            parts.append(f"--{field}={_flag_value(value)}")
-    return " \\\n    ".join(parts)
+    """The `experiments/train.py` command line that reproduces `config` (`training.config.command_args`: the
+    preset plus every field that differs from it; booleans as ``--flag`` / ``--noflag``)."""
+    args = [shlex.quote(arg) for arg in config_lib.command_args(config)]
+    return " \\\n    ".join(["python experiments/train.py", *args])
 
 
 def training_wall_time(run_dir):
@@ -89,21 +65,6 @@ def training_wall_time(run_dir):
     if len(times) < 2:
         return None
     return float(sum(b - a for a, b in zip(times, times[1:]) if b - a < 600))
-
-
-def _per_class_table(plain, tta, tta_label):
-    lines = [f"| class | IoU % | IoU % ({tta_label}) |", "|---|---:|---:|"] if tta else [
-        "| class | IoU % |", "|---|---:|"]
-    for name, value in plain["class_iou"].items():
-        cell = "-" if value is None else f"{100 * value:.1f}"
-        if tta:
-            other = tta["class_iou"][name]
-            lines.append(f"| {name} | {cell} | {'-' if other is None else f'{100 * other:.1f}'} |")
-        else:
-            lines.append(f"| {name} | {cell} |")
-    mean = f"| **mean (mIoU)** | **{100 * plain['miou']:.1f}** |"
-    lines.append(mean + (f" **{100 * tta['miou']:.1f}** |" if tta else ""))
-    return "\n".join(lines)
 
 
 def _extras(config):
@@ -168,9 +129,6 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
     Returns:
         dict with ``plain`` and (if any augmentation) ``tta`` metrics and the written paths.
     """
-    from contextnet_tf.reports.quickstart import plot_training_curve
-    from contextnet_tf.deploy.timing import environment
-
     if checkpoint not in ("final", "best"):
         raise ValueError(f"checkpoint must be 'final' or 'best', got {checkpoint!r}")
     if not input_scale > 0:
@@ -206,8 +164,7 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
     seconds = training_wall_time(run_dir)
     num_train = len(data.list_examples(config.dataset, config.data_dir, config.train_split))
     steps = config.total_steps(num_train)
-    env = environment()
-    hardware = hardware or f"{env['cpu']} ({env['cpu_count']} cores), TensorFlow {env['versions'].get('tensorflow')}"
+    hardware = hardware or describe(environment())
     eval_command = (f"python experiments/evaluate.py --model={keras_path} --dataset={config.dataset} "
                     f"--data_dir={data_dir} --split={split}")
     scale_flag = "" if input_scale == 1.0 else f" --scales={input_scale:g}"
@@ -252,7 +209,7 @@ L2 {config.weight_decay:g}, auxiliary losses {config.aux_weight:g}{_extras(confi
 {eval_tta if tta else ""}
 ```
 
-{_per_class_table(plain, tta, tta_label)}
+{iou_table({"": plain, **({tta_label: tta} if tta else {})}, digits=1)}
 
 ## Use
 

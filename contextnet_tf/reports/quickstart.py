@@ -1,7 +1,7 @@
 """The one-command quick start: data, training, evaluation, folding, benchmark and export, summed up in a report.
 
     python experiments/quickstart.py                      # the built-in synthetic city, no download
-    python experiments/quickstart.py --dataset=camvid --data_dir=../shared/data/camvid --crop=352,480
+    python experiments/quickstart.py --dataset=camvid --data_dir=../shared/data/camvid --crop=352x480
 
 `run(config)` runs seven stages with the library's own pieces, printing a banner and progress for each:
 
@@ -11,8 +11,8 @@
 3. evaluate: `contextnet_tf.evaluation.metrics.evaluate` on the val split, per-class IoU table;
 4. fold: `contextnet_tf.fold_batch_norm`, checked against the unfolded logits on a val image (within `FOLD_TOLERANCE`);
 5. benchmark: end to end, batch 1, at the data's image resolution, unfolded and folded (`contextnet_tf.deploy.speed`);
-6. export: a SavedModel (`contextnet_tf.deploy.export.export_saved_model`), reloaded with ``tf.saved_model.load`` and run
-   through its ``serving_default`` signature on a uint8 val image;
+6. export: a SavedModel (`contextnet_tf.deploy.export.export`), reloaded in a fresh process and compared with the
+   Keras model on a uint8 val image (`contextnet_tf.deploy.export_check.verify_export`);
 7. report: ``{workdir}/report.md`` with ``training_curve.png``, ``predictions.png``, ``metrics.json``,
    ``benchmark.json`` / ``benchmark.md``, ``summary.json`` (every number of the report) and ``saved_model/``.
 
@@ -38,20 +38,22 @@ import time
 
 import numpy as np
 
-from contextnet_tf import data
-from contextnet_tf.deploy import speed
-from contextnet_tf.evaluation import metrics as evaluation
-from contextnet_tf.deploy import export
-from contextnet_tf.evaluation import prediction
+from contextnet_tf import cli, data
+from contextnet_tf.cli import option
+from contextnet_tf.deploy import export, export_check, speed
 from contextnet_tf.deploy.folding import fold_batch_norm
-from contextnet_tf.models import MODEL_NAMES
+from contextnet_tf.environment import environment
+from contextnet_tf.evaluation import metrics as evaluation
+from contextnet_tf.evaluation import prediction
+from contextnet_tf.models import MODEL_NAMES, SegmentationModel, build_model, copy_weights_by_name, dataset_recipe
 from contextnet_tf.models.profiling import count_trainable_params
-from contextnet_tf.deploy.timing import environment
-from contextnet_tf.training import TrainConfig, train
+from contextnet_tf.reports import plots
+from contextnet_tf.reports.tables import iou_table
+from contextnet_tf.training import TrainConfig, checkpoints, train
 from contextnet_tf.training.config import OPTIMIZERS
+from contextnet_tf.training.run_dir import RunDir, RunRecordError
 
 FOLD_TOLERANCE = 1e-4  # Max |folded - unfolded| logit difference that passes the folding check.
-EXPORT_AGREEMENT = 0.999  # Fraction of pixels where the SavedModel's labels must equal the Keras model's.
 
 DATA_FOLDER = "synthetic_city"
 RUN_FOLDER = "run"
@@ -68,44 +70,34 @@ class QuickstartError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class QuickstartConfig:
-    """Settings of `run`; each field is the `experiments/quickstart.py` flag of the same name.
+    """Settings of `run`; each field is the `experiments/quickstart.py` flag of the same name (generated from these
+    declarations by `contextnet_tf.cli.define_flags`, help text included)."""
 
-    Attributes:
-        workdir: the report folder (run folder, synthetic city, SavedModel and report files go inside).
-        dataset: ``synthetic`` (generated unless `data_dir` is given), ``cityscapes`` or ``camvid``.
-        data_dir: dataset root; required for cityscapes and camvid, optional for synthetic (an existing city, e.g.
-            written by experiments/make_synthetic_city.py, used as it is).
-        model: a name from `contextnet_tf.MODEL_NAMES`.
-        num_train, num_val, image_size: the generated synthetic city (images per split, (height, width)).
-        steps, batch_size, crop, optimizer, lr, aux_weight: the training recipe (`TrainConfig` fields).
-        eval_every: validate every this many steps during training (the points of the mIoU curve).
-        seed: seeds the synthetic city, the weights and the data order.
-        max_val_images: evaluate on at most this many val images (None: all).
-        num_prediction_images: val images drawn in predictions.png.
-        burn_in, frames: untimed and timed frames of the benchmark (the papers use 100 + 100).
-        fresh: delete the quickstart's outputs in `workdir` first instead of reusing them.
-    """
-
-    workdir: str = os.path.join("runs", "quickstart")
-    dataset: str = "synthetic"
-    data_dir: str | None = None
-    model: str = "fast_scnn"
-    num_train: int = 200
-    num_val: int = 20
-    image_size: tuple = (256, 512)
-    steps: int = 500
-    batch_size: int = 8
-    crop: tuple = (128, 256)
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    aux_weight: float = 0.4
-    eval_every: int = 100
-    seed: int = 0
-    max_val_images: int | None = None
-    num_prediction_images: int = 4
-    burn_in: int = 10
-    frames: int = 20
-    fresh: bool = False
+    workdir: str = option(os.path.join("runs", "quickstart"), "Report folder (run folder, synthetic city, "
+                          "SavedModel and report files go inside).")
+    dataset: str = option("synthetic", "synthetic (generated unless --data_dir is given, no download), cityscapes or "
+                          "camvid (need --data_dir).", choices=data.DATASET_NAMES)
+    data_dir: str | None = option(None, "Dataset root; required for cityscapes and camvid, optional for synthetic "
+                                  "(an existing city, e.g. from experiments/make_synthetic_city.py, used as it is).")
+    model: str = option("fast_scnn", "Network.", choices=MODEL_NAMES)
+    num_train: int = option(200, "Synthetic city: training images.")
+    num_val: int = option(20, "Synthetic city: validation images.")
+    image_size: tuple[int, int] = option(data.DEFAULT_IMAGE_SIZE, "Synthetic city: image size HxW.", syntax="size")
+    steps: int = option(500, "Training steps.")
+    batch_size: int = option(8, "Training batch size.")
+    crop: tuple[int, int] = option((128, 256), "Training crop HxW.", syntax="size")
+    optimizer: str = option("sgd", "Optimiser.", choices=OPTIMIZERS)
+    lr: float = option(0.1, "Base learning rate of the poly schedule.")
+    aux_weight: float = option(0.4, "Weight of each auxiliary loss (0: none).")
+    eval_every: int = option(100, "Validate every N training steps (the points of the mIoU curve; 0: at the end "
+                             "only).")
+    seed: int = option(0, "Seed of the synthetic city, the weights and the data order.")
+    max_val_images: int | None = option(None, "Evaluate on at most N val images (default: all).")
+    num_prediction_images: int = option(4, "Val images drawn in predictions.png.")
+    burn_in: int = option(10, "Benchmark: untimed frames first (the papers use 100).")
+    frames: int = option(20, "Benchmark: timed frames (the papers use 100).")
+    fresh: bool = option(False, "Delete the quickstart's outputs in --workdir first and start over instead of "
+                         "reusing them.")
 
     def __post_init__(self):
         for name in ("image_size", "crop"):
@@ -147,7 +139,7 @@ def check_config(config):
     for name in ("crop", "image_size"):
         size = getattr(config, name)
         if len(size) != 2 or min(size) < 32:
-            fail(name, f"must be height,width with both at least 32, got {','.join(map(str, size))}")
+            fail(name, f"must be HxW with both at least 32, got {cli.format_size(size)}")
     if config.dataset == "synthetic" and not config.data_dir:
         if config.num_train < config.batch_size:
             fail("num_train", f"{config.num_train} training images are fewer than one batch of {config.batch_size}")
@@ -157,19 +149,7 @@ def check_config(config):
 
 def equivalent_command(config):
     """The `experiments/quickstart.py` command line giving `config` (flags that differ from the defaults)."""
-    defaults = QuickstartConfig()
-    args = ["python", "experiments/quickstart.py"]
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        if value == getattr(defaults, field.name):
-            continue
-        if isinstance(value, bool):
-            args.append(f"--{'' if value else 'no'}{field.name}")
-        elif isinstance(value, tuple):
-            args.append(f"--{field.name}={','.join(str(v) for v in value)}")
-        else:
-            args.append(f"--{field.name}={value}")
-    return shlex.join(args)
+    return shlex.join(["python", "experiments/quickstart.py", *cli.command_args(config)])
 
 
 # ------------------------------------------------------------------------------------------------------------ stages
@@ -205,8 +185,8 @@ def _clean(workdir, log):
         log(f"    --fresh: removed {path}")
 
 
-def _flag_value(value):
-    return ",".join(str(v) for v in value) if isinstance(value, list | tuple) else str(value)
+def _stamp_text(value):
+    return cli.format_size(value) if isinstance(value, list) else str(value)
 
 
 def _prepare_data(config, log):
@@ -232,7 +212,7 @@ def _prepare_data(config, log):
             record["reused"] = True
         else:
             if stamp is not None and os.path.exists(os.path.join(config.workdir, RUN_FOLDER, "config.json")):
-                changed = ", ".join(f"--{k}={_flag_value(stamp.get(k))} (now {_flag_value(v)})"
+                changed = ", ".join(f"--{k}={_stamp_text(stamp.get(k))} (now {_stamp_text(v)})"
                                     for k, v in settings.items() if stamp.get(k) != v)
                 raise QuickstartError(
                     f"--fresh: {config.workdir} holds a run trained on a synthetic city generated with {changed}; "
@@ -270,29 +250,17 @@ def _train_config(config, data_dir):
         lr=config.lr, aux_weight=config.aux_weight, seed=config.seed, cache=True, eval_every=config.eval_every,
         eval_batch_size=1, eval_max_images=config.max_val_images, checkpoint_every=max(config.eval_every, 50),
         keep_checkpoints=2, num_prediction_images=2, log_every=10,
+        allow_changes=True,  # A larger --steps continues the run (recorded in its config_changes.jsonl).
     )
 
 
-def _latest_step(run_workdir):
-    import tensorflow as tf
-
-    path = tf.train.latest_checkpoint(os.path.join(run_workdir, "checkpoints"))
-    return int(path.rsplit("-", 1)[1]) if path else 0
-
-
 def _train(train_config, log):
-    stored = os.path.join(train_config.workdir, "config.json")
-    if os.path.exists(stored):
-        with open(stored) as f:
-            previous = TrainConfig.from_json(f.read())
-        changed = train_config.structural_differences(previous)
-        if changed:
-            raise QuickstartError(
-                f"--fresh: {train_config.workdir} holds a run with different "
-                f"{', '.join(f'{k} ({getattr(previous, k)!r})' for k in changed)}; pass --fresh to start over or "
-                "choose another --workdir"
-            )
-    start = _latest_step(train_config.workdir)
+    run = RunDir(train_config.workdir)
+    start = checkpoints.steps_done(run.checkpoint_dir)
+    try:
+        run.check_resume(train_config, start)  # The training loop's own check, before any work is done.
+    except RunRecordError as error:
+        raise QuickstartError(f"--fresh: {error} (or pass --fresh to start over)") from None
     if start >= train_config.steps:
         log(f"    reusing the finished run in {train_config.workdir} (step {start}); pass --fresh to retrain")
     elif start:
@@ -306,6 +274,15 @@ def _train(train_config, log):
                     "completed": result.completed, "workdir": train_config.workdir}
 
 
+def _any_size(model, name, info):
+    """The trained model (built at the crop size) as a model of any input size with the same weights."""
+    if isinstance(model, SegmentationModel):
+        return model if tuple(model.input_shape[1:3]) == (None, None) else model.rebuild(input_shape=(None, None, 3))
+    any_size = build_model(name, **dataset_recipe(info))  # A plain Keras model: rebuilt from the run's recipe.
+    copy_weights_by_name(model, any_size)
+    return any_size
+
+
 def _val_samples(config, data_dir, count):
     """The first `count` val (images float32 [N, H, W, 3], labels [N, H, W]) as numpy arrays (at least one)."""
     dataset = data.make_dataset(config.dataset, data_dir, "val", training=False, batch_size=1)
@@ -314,22 +291,6 @@ def _val_samples(config, data_dir, count):
         images.append(np.asarray(image)[0])
         labels.append(np.asarray(label)[0])
     return np.stack(images), np.stack(labels)
-
-
-def markdown_iou_table(metrics):
-    """Per-class (and per-category) IoU of an `evaluation.evaluate` dict as markdown tables, in percent."""
-
-    def pct(value):
-        return "n/a" if value is None else f"{100 * value:.2f}"
-
-    lines = ["| class | IoU (%) |", "|---|---:|"]
-    lines += [f"| {name} | {pct(value)} |" for name, value in metrics["class_iou"].items()]
-    lines.append(f"| **mIoU** | **{pct(metrics['miou'])}** |")
-    if "category_iou" in metrics:
-        lines += ["", "| category | IoU (%) |", "|---|---:|"]
-        lines += [f"| {name} | {pct(value)} |" for name, value in metrics["category_iou"].items()]
-        lines.append(f"| **category mIoU** | **{pct(metrics['category_miou'])}** |")
-    return "\n".join(lines) + "\n"
 
 
 def _fold_check(model, image):
@@ -354,113 +315,29 @@ def _fold_check(model, image):
     return folded, record
 
 
-def _export_check(folded, reference_labels, image, path):
-    """Exports `folded` to a SavedModel at `path` and checks its serving signature on the uint8 `image`."""
-    import tensorflow as tf
-
+def _export_check(folded, image, path):
+    """Exports `folded` to a SavedModel at `path` and checks it on the uint8 `image` in a fresh process against the
+    Keras model (`contextnet_tf.deploy.export_check.verify_export`: its tolerance, its label agreement)."""
     shutil.rmtree(path, ignore_errors=True)
-    export.export_saved_model(folded, path)
-    loaded = tf.saved_model.load(path)
+    export.export(folded, path, "saved_model")
     uint8 = np.clip(np.round(image), 0, 255).astype(np.uint8)[None]
-    labels = loaded.signatures["serving_default"](image=tf.constant(uint8))["labels"]
-    agreement = float(np.mean(labels.numpy() == reference_labels))
-    shape_ok = tuple(labels.shape) == (1, *image.shape[:2])
-    return {
-        "path": path,
-        "signature": "serving_default",
-        "input_shape": list(uint8.shape),
-        "output_dtype": labels.dtype.name,
-        "output_shape": [int(v) for v in labels.shape],
-        "label_agreement_with_keras": agreement,
-        "passed": labels.dtype == tf.uint8 and shape_ok and agreement >= EXPORT_AGREEMENT,
-    }
+    return export_check.verify_export(folded, path, "saved_model", [uint8])
 
 
-# ----------------------------------------------------------------------------------------------------------- figures
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def read_metrics(path):
-    """(train records, val records) of a run's metrics.jsonl, each a list of dicts sorted by step."""
-    train_records, val_records = [], []
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                if line.strip():
-                    record = json.loads(line)
-                    (val_records if record.get("split") == "val" else train_records).append(record)
-    return sorted(train_records, key=lambda r: r["step"]), sorted(val_records, key=lambda r: r["step"])
-
-
-def plot_training_curve(metrics_path, out_path, final_miou=None, final_step=None):
-    """training_curve.png: train loss (total and cross-entropy) and val mIoU against the step."""
-    plt = _pyplot()
-    train_records, val_records = read_metrics(metrics_path)
-    figure, (loss_axis, miou_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    steps = [r["step"] for r in train_records]
-    loss_axis.plot(steps, [r.get("loss") for r in train_records], label="total loss (with aux and L2)")
-    if train_records and "ce" in train_records[0]:
-        loss_axis.plot(steps, [r.get("ce") for r in train_records], label="cross-entropy (main head)")
-    loss_axis.set(xlabel="step", ylabel="train loss", title="Training loss")
-    loss_axis.grid(alpha=0.3)
-    loss_axis.legend()
-    val_steps = [r["step"] for r in val_records if r.get("miou") is not None]
-    val_miou = [100 * r["miou"] for r in val_records if r.get("miou") is not None]
-    miou_axis.plot(val_steps, val_miou, "o-", label="val mIoU during training")
-    if final_miou is not None and final_step is not None:
-        miou_axis.plot([final_step], [100 * final_miou], "r*", markersize=12, label="final evaluation")
-    miou_axis.set(xlabel="step", ylabel="mIoU (%)", title="Validation mIoU")
-    miou_axis.set_ylim(bottom=0)
-    miou_axis.grid(alpha=0.3)
-    miou_axis.legend()
-    figure.tight_layout()
-    figure.savefig(out_path, dpi=100)
-    plt.close(figure)
-    return out_path
-
-
-def plot_predictions(images, labels, predictions, info, out_path):
-    """predictions.png: one row per image, image | ground truth | prediction in the dataset's palette, with a legend
-    of the classes that appear."""
-    from matplotlib.patches import Patch
-
-    plt = _pyplot()
-    rows = len(images)
-    height, width = images.shape[1:3]
-    panel_width = 4.0
-    panel_height = panel_width * height / width
-    figure, axes = plt.subplots(rows, 3, figsize=(3 * panel_width, rows * panel_height + 0.4), squeeze=False)
-    for row in range(rows):
-        panels = (np.clip(images[row], 0, 255).astype(np.uint8), data.colorize(labels[row], info),
-                  data.colorize(predictions[row], info))
-        for column, (panel, title) in enumerate(zip(panels, ("image", "ground truth", "prediction"))):
-            axis = axes[row, column]
-            axis.imshow(panel)
-            axis.set_xticks([])
-            axis.set_yticks([])
-            if row == 0:
-                axis.set_title(title)
-    present = sorted(set(np.unique(labels).tolist()) | set(np.unique(predictions).tolist()))
-    handles = [Patch(color=info.palette[c] / 255.0, label=info.class_names[c]) for c in present if c < info.num_classes]
-    if any(c == info.ignore_label for c in present):
-        handles.append(Patch(color="black", label="ignored (void)"))
-    figure.tight_layout(h_pad=0.3, w_pad=0.3)
-    figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 7) or 1,
-                  fontsize=9, frameon=False)
-    figure.savefig(out_path, dpi=100, bbox_inches="tight")
-    plt.close(figure)
-    return out_path
 
 
 # ------------------------------------------------------------------------------------------------------------ report
+
+
+def _export_text(exported):
+    sizes = ", ".join(cli.format_size(size) for size in exported["images"])
+    text = (f"reloaded in a fresh process and run on a uint8 {sizes} val image, its labels agree with the Keras "
+            f"model's on {100 * exported['label_agreement']:.2f}% of pixels")
+    if exported.get("max_abs_diff") is not None:
+        text += f", max abs probability difference {exported['max_abs_diff']:.1e}"
+        if exported.get("tolerance") is not None:
+            text += f" (tolerance {exported['tolerance']:.0e})"
+    return text
 
 
 def _seconds(value):
@@ -508,9 +385,7 @@ def write_report(summary, metrics, benchmark_table, path):
         f"{fold['max_abs_logit_difference']:.2e} on a val image (tolerance {fold['tolerance']:.0e}; "
         f"{fold['relative_difference']:.1e} of the largest logit, {fold['max_abs_logit']:.3g}): "
         f"**{'passed' if fold['passed'] else 'FAILED'}** |",
-        f"| SavedModel | `{exported['path']}`; `serving_default` on a uint8 {exported['input_shape']} image returned "
-        f"{exported['output_dtype']} labels {exported['output_shape']}, agreeing with Keras on "
-        f"{100 * exported['label_agreement_with_keras']:.2f}% of pixels: "
+        f"| SavedModel | `{exported['path']}`; {_export_text(exported)}: "
         f"**{'passed' if exported['passed'] else 'FAILED'}** |",
         f"| run folder | `{training['workdir']}` (config, metrics.jsonl, TensorBoard, checkpoints, best.keras, "
         "final.keras) |",
@@ -530,7 +405,7 @@ def write_report(summary, metrics, benchmark_table, path):
         f"{metrics['num_images']} val images at full resolution, single scale, no flip "
         "(`contextnet_tf.evaluation.metrics.evaluate`; a class absent from labels and predictions has no IoU, n/a).",
         "",
-        markdown_iou_table(metrics),
+        iou_table(metrics),
         "## Training curve",
         "",
         "![training curve](training_curve.png)",
@@ -608,7 +483,8 @@ def run(config, command=None, log=print):
     with stage("train", f"Training {config.model} ({config.steps} steps)"):
         result, training = _train(train_config, log)
     height, width = data_record["image_size"]
-    model = prediction.model_at_size(result.model, height, width)
+    model = _any_size(result.model, config.model, info)
+    sized = model.rebuild(input_shape=(height, width, 3))  # Static shapes for folding, timing and export.
 
     with stage("evaluate", "Evaluating on the val split"):
         num_val = data_record["num_val"]
@@ -620,7 +496,7 @@ def run(config, command=None, log=print):
         log(evaluation.format_table(metrics))
 
     with stage("fold", "Folding batch norms"):
-        folded, fold = _fold_check(model, images[0])
+        folded, fold = _fold_check(sized, images[0])
         log(f"    folded {fold['batch_norms_folded']} batch norms; max |folded - unfolded| logit difference on a val "
             f"image: {fold['max_abs_logit_difference']:.2e} ({'passed' if fold['passed'] else 'FAILED'}, "
             f"tolerance {FOLD_TOLERANCE:g}; {fold['relative_difference']:.1e} of the largest logit, "
@@ -628,7 +504,7 @@ def run(config, command=None, log=print):
 
     with stage("benchmark", f"Benchmark: end to end, batch 1, {height}x{width}, unfolded vs folded"):
         report = speed.run_benchmark(
-            {f"{height}x{width}": model}, paths=("keras_unfolded", "keras_folded"), modes=("end_to_end",),
+            {f"{height}x{width}": sized}, paths=("keras_unfolded", "keras_folded"), modes=("end_to_end",),
             frames=config.frames, burn_in=config.burn_in, log=lambda line: log("    " + line),
         )
         report["model"] = config.model
@@ -640,16 +516,14 @@ def run(config, command=None, log=print):
         log(table)
 
     with stage("export", "Exporting the folded model as a SavedModel"):
-        predicted = prediction.Predictor(model).labels(images)  # Also drawn in predictions.png.
-        exported = _export_check(folded, predicted[:1], images[0], os.path.join(workdir, SAVED_MODEL_FOLDER))
-        log(f"    wrote {exported['path']}; serving_default returned {exported['output_dtype']} labels "
-            f"{exported['output_shape']}, {100 * exported['label_agreement_with_keras']:.2f}% equal to Keras "
-            f"({'passed' if exported['passed'] else 'FAILED'})")
+        exported = _export_check(folded, images[0], os.path.join(workdir, SAVED_MODEL_FOLDER))
+        log(f"    wrote {exported['path']}; {_export_text(exported)} ({'passed' if exported['passed'] else 'FAILED'})")
 
     with stage("report", "Writing the report"):
-        plot_training_curve(os.path.join(training["workdir"], "metrics.jsonl"),
+        predicted = prediction.Predictor(model).labels(images)
+        plots.plot_training_curve(os.path.join(training["workdir"], "metrics.jsonl"),
                             os.path.join(workdir, "training_curve.png"), metrics["miou"], training["step"])
-        plot_predictions(images, labels, predicted, info, os.path.join(workdir, "predictions.png"))
+        plots.plot_predictions(images, labels, predicted, info, os.path.join(workdir, "predictions.png"))
         fps = {r["path"]: r["fps"] for r in report["results"]}
         summary = {
             "config": dataclasses.asdict(config),

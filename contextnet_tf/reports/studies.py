@@ -9,7 +9,10 @@
 * `ensemble`: averaged softmax of independently trained networks (ContextNet section 3.2, "ContextNet vs Ensemble
   Nets": the context-only ``cn14-context`` and detail-only ``cn14-detail`` networks).
 * `CLASS_GROUPS` / `group_iou`: ContextNet Table 5's small-size, fine-detail and rare class groups.
-* `PAPER_*`: the papers' numbers the notebooks print beside ours.
+* `class_iou_table`: Table 5's shape, per-class IoU of several networks with each class's group
+  (`contextnet_tf.reports.tables.iou_table`).
+
+The papers' numbers the notebooks print beside ours are in `contextnet_tf.reports.references`.
 
 What "zeroing a branch" means (the ContextNet paper says it "zeroed the output" of a branch; Fast-SCNN says it
 "zero-out the contribution of the skip connection"): we zero the branch's *contribution to the fusion sum*, i.e. the
@@ -28,22 +31,8 @@ import numpy as np
 
 from contextnet_tf import data
 from contextnet_tf.evaluation.metrics import evaluate
-from contextnet_tf.evaluation.prediction import model_at_size, rebuild_at_size
-
-# ContextNet Table 4 (Cityscapes validation, mIoU %; fps at 1024x2048 on a Titan X) and section 3.2.
-PAPER_CONTEXTNET = {
-    "cn18": dict(miou=60.2, fps=22.6, params=850_000),
-    "cn14": dict(miou=65.9, fps=18.3, params=850_000),
-    "cn12": dict(miou=68.7, fps=11.4, params=850_000),
-    "cn124": dict(miou=67.3, fps=7.6, params=930_000),
-    "cn14-500": dict(miou=62.1, fps=None, params=490_459),
-    "cn14-160": dict(miou=57.7, fps=None, params=159_387),
-}
-# ContextNet section 3.2: independently trained branches and their softmax ensemble (Cityscapes val mIoU %).
-PAPER_ENSEMBLE = {"cn14-context": 63.3, "cn14-detail": 25.1, "ensemble": 60.3, "cn14": 66.9}
-# Fast-SCNN Table 7 (Cityscapes test, class mIoU %, fps on a Titan Xp) and the skip ablation of section 3.2 (val).
-PAPER_FAST_SCNN_RESOLUTION = {"1024x2048": (68.0, 123.5), "512x1024": (62.8, 285.8), "256x512": (51.9, 485.4)}
-PAPER_FAST_SCNN_SKIP = {"with skip": 69.22, "skip zeroed": 64.30}
+from contextnet_tf.reports.tables import iou_table
+from contextnet_tf.models import SegmentationModel
 
 # ContextNet Table 5's groups (Cityscapes names), and the CamVid classes that play the same roles. CamVid has no
 # class as rare as Cityscapes' bus, train and truck; its rarest, bicyclist, is also its fine-detail class.
@@ -85,12 +74,21 @@ def group_iou(metrics, dataset):
     return groups
 
 
+def class_iou_table(metrics_by_network, dataset):
+    """Markdown per-class IoU (%) of several networks (`{column: evaluate metrics}`), with each class's Table 5
+    group (`CLASS_GROUPS`) beside its name."""
+    group_of = {}
+    for group, names in CLASS_GROUPS[dataset].items():
+        for name in names:
+            group_of[name] = ", ".join(filter(None, [group_of.get(name), group]))
+    return iou_table(metrics_by_network, digits=1, row_labels={"group": group_of}, categories=False)
+
+
 def _copy(model):
-    height, width = model.input_shape[1:3]
-    copy = rebuild_at_size(model, height, width)
-    if copy is None:
-        copy = keras.models.clone_model(model)
-        copy.set_weights(model.get_weights())
+    if isinstance(model, SegmentationModel):
+        return model.rebuild()
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
     return copy
 
 
@@ -141,17 +139,16 @@ def zero_fusion_input(model, which):
 
 
 def ensemble(models, input_shape):
-    """A model averaging the softmax probabilities of `models` (each rebuilt at `input_shape` when needed).
+    """A model taking `input_shape` images and averaging the softmax probabilities of `models`.
 
     Its output is probabilities, not logits; argmax (what evaluation and prediction take) is unaffected.
     """
     if len(models) < 2:
         raise ValueError(f"an ensemble needs at least two models, got {len(models)}")
-    height, width = input_shape[:2]
-    image = keras.Input((height, width, 3), name="image")
+    image = keras.Input(tuple(input_shape[:2]) + (3,), name="image")
     probs = []
     for i, model in enumerate(models):
-        logits = model_at_size(model, height, width)(image)
+        logits = model(image)
         logits = logits["logits"] if isinstance(logits, dict) else logits
         probs.append(keras.layers.Softmax(name=f"member{i}_softmax")(logits))
     return keras.Model(image, keras.layers.Average(name="average")(probs), name="ensemble")

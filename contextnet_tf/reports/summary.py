@@ -1,33 +1,20 @@
 """The model table: our parameter counts and GMACs beside the papers' numbers (README, docs, notebooks)."""
 
-from contextnet_tf.models import profiling
-from contextnet_tf.models import build_model
-
-# Parameters the papers report: Fast-SCNN section 1.1 (1.11M); ContextNet Table 4 and section 3.2.
-PAPER_PARAMS = {
-    "fast_scnn": 1_110_000,
-    "cn14": 850_000,
-    "cn12": 850_000,
-    "cn18": 850_000,
-    "cn124": 930_000,
-    "cn14-500": 490_459,
-    "cn14-160": 159_387,
-}
-
+from contextnet_tf import cli, data
+from contextnet_tf.models import build_model, profiling
+from contextnet_tf.reports.references import PAPER_PARAMS
 
 def parse_resolution(text):
-    """'1024x2048' -> (1024, 2048), with a clear error for anything else."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"resolution {text!r} is not of the form HEIGHTxWIDTH, e.g. 1024x2048") from None
-    if height < 32 or width < 32:
-        raise ValueError(f"resolution {text!r}: height and width must be at least 32")
-    return height, width
+    """``"1024x2048"`` -> (1024, 2048): `contextnet_tf.cli.parse_size` (kept for experiments/export.py)."""
+    return cli.parse_size(text)
 
 
-def model_rows(names, resolutions=((1024, 2048),), num_classes=19):
-    """One dict per model: name, params, paper_params, params_ratio, gmacs (per 'HxW'), layer counts."""
+def model_rows(names, resolutions=((1024, 2048),), num_classes=None):
+    """One dict per model: name, params, paper_params, params_ratio, gmacs (per 'HxW'), layer counts.
+
+    `num_classes` defaults to the papers' dataset's (`data.PAPERS_DATASET`, Cityscapes: 19).
+    """
+    num_classes = num_classes or data.get_info(data.PAPERS_DATASET).num_classes
     rows = []
     for name in names:
         row = dict(name=name, gmacs={})

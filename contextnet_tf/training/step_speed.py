@@ -7,7 +7,6 @@ input benchmark for that). Writes ``benchmark_train.json`` and ``benchmark_train
 
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -15,6 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from contextnet_tf import data
+from contextnet_tf.environment import describe, environment
 from contextnet_tf.models import build_model
 from contextnet_tf.training import optim
 from contextnet_tf.training.loop import dtype_policy, make_train_step
@@ -26,7 +27,7 @@ def recipe(model_name):
     return FAST_SCNN_PAPER if model_name == "fast_scnn" else CONTEXTNET_PAPER
 
 
-def measure(model_name, crop, batch_size, steps=10, warmup=3, rounds=3, policy="float32", num_classes=19):
+def measure(model_name, crop, batch_size, steps=10, warmup=3, rounds=3, policy="float32", num_classes=None):
     """Times the training step of one network.
 
     Args:
@@ -37,12 +38,13 @@ def measure(model_name, crop, batch_size, steps=10, warmup=3, rounds=3, policy="
         warmup: untimed steps first (the first one traces and compiles the step).
         rounds: timed rounds; the median is reported.
         policy: Keras dtype policy (``float32``, ``mixed_float16``, ``mixed_bfloat16``).
-        num_classes: classes of the logits.
+        num_classes: classes of the logits (default: those of `data.PAPERS_DATASET`, the papers' Cityscapes).
 
     Returns:
         Dict with the setting, ``images_per_s`` per round, their ``median``, ``ms_per_step`` and ``first_step_s``.
     """
     settings = recipe(model_name)
+    num_classes = num_classes or data.get_info(data.PAPERS_DATASET).num_classes
     keras.utils.set_random_seed(0)
     strategy = tf.distribute.get_strategy()
     with dtype_policy(policy):
@@ -93,17 +95,11 @@ def measure(model_name, crop, batch_size, steps=10, warmup=3, rounds=3, policy="
 
 def run(models, out_dir, crop=(256, 512), batch_size=4, steps=10, warmup=3, rounds=3, policy="float32", command=""):
     """Measures every network, writes benchmark_train.json and benchmark_train.md to `out_dir`, returns the dict."""
-    gpus = tf.config.list_physical_devices("GPU")
+    machine = environment()
+    machine["load_average_before"] = machine.pop("load_average")
     result = dict(
         command=command,
-        machine=dict(
-            cpu_count=os.cpu_count(),
-            processor=platform.processor() or platform.machine(),
-            gpus=[tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus],
-            tensorflow=tf.__version__,
-            keras=keras.__version__,
-            load_average_before=list(os.getloadavg()),
-        ),
+        machine=machine,
         results=[measure(m, crop, batch_size, steps, warmup, rounds, policy) for m in models],
     )
     result["machine"]["load_average_after"] = list(os.getloadavg())
@@ -118,9 +114,9 @@ def run(models, out_dir, crop=(256, 512), batch_size=4, steps=10, warmup=3, roun
 def markdown(result):
     """The result of `run` as a markdown table."""
     machine = result["machine"]
-    device = ", ".join(machine["gpus"]) or f"CPU only ({machine['cpu_count']} cores, {machine['processor']})"
+    device = describe(machine)
     lines = [
-        f"Training step (forward, losses, backward, update) on {device}, TensorFlow {machine['tensorflow']}; "
+        f"Training step (forward, losses, backward, update) on {device}; "
         f"load average {machine['load_average_before'][0]:.2f} before, {machine['load_average_after'][0]:.2f} after.",
         "",
         "| model | optimiser | aux heads | crop | batch | policy | images/s (median) | per round | ms/step | "

@@ -1,0 +1,72 @@
+"""The machine and software record written beside every measurement (benchmarks, training speed, reports).
+
+It imports nothing from the package, so every layer (data, training, deploy, reports) may use it.
+"""
+
+import importlib.metadata
+import os
+import platform
+
+PACKAGES = ("keras", "numpy", "tensorflow", "jax", "jaxlib", "onnxruntime", "tf2onnx", "onnx", "torch")
+
+
+def environment(threads=None):
+    """Device, software versions, thread settings and load of this process.
+
+    Args:
+        threads: the CPU threads a benchmark was asked to use (recorded as given).
+
+    Returns:
+        dict: ``backend``, ``platform``, ``cpu`` (model name), ``cpu_count``, ``threads``, ``python``, ``versions``
+        ({package: version} of the installed `PACKAGES`), ``device`` (GPU name or ``CPU``), ``load_average`` (1, 5
+        and 15 minutes, or None where the OS has none) and, under TensorFlow, its intra- and inter-op thread counts.
+    """
+    import keras
+
+    info = {
+        "backend": keras.backend.backend(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+        "python": platform.python_version(),
+        "versions": {},
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+    for package in PACKAGES:
+        try:
+            info["versions"][package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    if keras.backend.backend() == "jax":
+        import jax
+
+        info["device"] = str(jax.devices()[0].device_kind)
+    else:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        details = tf.config.experimental.get_device_details(gpus[0]) if gpus else {}
+        info["device"] = details.get("device_name", "GPU") if gpus else "CPU"
+        info["tf_intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
+        info["tf_inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
+    return info
+
+
+def describe(info):
+    """One line naming the machine of an `environment` record: device, CPU, cores, TensorFlow / Keras versions."""
+    versions = info.get("versions", {})
+    device = "" if info.get("device") in (None, "CPU") else f"{info['device']}, "
+    return (f"{device}{info['cpu']} ({info['cpu_count']} cores), TensorFlow {versions.get('tensorflow')}, "
+            f"Keras {versions.get('keras')}")
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
