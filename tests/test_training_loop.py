@@ -1,4 +1,5 @@
-"""Tests of contextnet_tf.training.loop: NaN stop, kill-and-resume equality, mixed precision, run folder."""
+"""Tests of contextnet_tf.training.loop: divergence stops, kill-and-resume equality, the append-only run record, data
+verification before step 1, mixed precision."""
 
 import json
 import os
@@ -50,7 +51,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(city, tmp_pat
         return dataset
 
     monkeypatch.setattr(data, "make_dataset", poisoned)
-    with pytest.raises(NonFiniteLossError, match=r"training loss is nan at step 4.*ckpt-2"):
+    with pytest.raises(NonFiniteLossError, match=r"diverged at step 4: ce is nan.*resumes from .*ckpt-2"):
         train(_config(city, tmp_path))
     checkpoint_dir = tmp_path / "checkpoints"
     assert tf.train.latest_checkpoint(str(checkpoint_dir)).endswith("ckpt-2")
@@ -80,7 +81,7 @@ def test_killed_run_resumes_to_the_same_weights(city, tmp_path):
     killed = tmp_path / "b"
     argv = [
         sys.executable, TRAIN_PY, "--model=cn14", "--dataset=synthetic", f"--data_dir={city}", f"--workdir={killed}",
-        "--steps=16", "--batch_size=2", "--crop=64,96", "--eval_every=-1", "--checkpoint_every=2", "--log_every=1",
+        "--steps=16", "--batch_size=2", "--crop=64x96", "--eval_every=-1", "--checkpoint_every=2", "--log_every=1",
         "--noprogress", "--seed=5",
     ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -146,7 +147,7 @@ def test_init_from_copies_weights_by_layer_name(city, tmp_path):
     source = os.path.join(str(tmp_path / "a"), "final.keras")
     model = keras.saving.load_model(source, compile=False)
     # A training model with auxiliary heads, initialised from the inference model: shared layers equal it.
-    config = _config(city, tmp_path / "b", steps=1, init_from=source, lr=0.0, weight_decay=0.0)
+    config = _config(city, tmp_path / "b", steps=1, init_from=source, lr=1e-9, weight_decay=0.0)
     target = loop.build_model("fast_scnn", (64, 96, 3), model.output_shape[-1], aux=True)
     loop.initialise_from(target, source)
     for layer in model.layers:
@@ -161,3 +162,91 @@ def test_init_from_copies_weights_by_layer_name(city, tmp_path):
     wider = loop.build_model("fast_scnn", (64, 96, 3), model.output_shape[-1], width=2.0)
     with pytest.raises(ValueError, match="has weights"):
         loop.initialise_from(wider, source)
+
+
+@pytest.fixture(autouse=True)
+def _verified_cache(tmp_path_factory, monkeypatch):
+    # data.verify_examples' cache of verified files: one per test module, not the user's.
+    monkeypatch.setenv("CONTEXTNET_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "verified_cache"))
+
+
+def test_exploding_loss_stops_and_keeps_the_checkpoint_from_before_it(city, tmp_path, monkeypatch):
+    real_schedule = loop.optim.poly_schedule
+
+    class Exploding(keras.optimizers.schedules.LearningRateSchedule):
+        """The poly schedule, except that the update of step 4 (iteration 3) on uses a learning rate of 1e4."""
+
+        def __init__(self, schedule):
+            self.schedule = schedule
+
+        def __call__(self, iteration):
+            return tf.where(iteration >= 3, 1e4, self.schedule(iteration))
+
+    def exploding(*args, **kwargs):
+        return Exploding(real_schedule(*args, **kwargs))
+
+    monkeypatch.setattr(loop.optim, "poly_schedule", exploding)
+    with pytest.raises(loop.DivergenceError, match=r"diverged at step 5: .*step 4 on were discarded.*ckpt-2") as error:
+        train(_config(city, tmp_path, steps=8))
+    assert "nan" not in str(error.value).split("(lr")[0]  # caught by its size, not as NaN
+    checkpoint_dir = tmp_path / "checkpoints"
+    # ckpt-4 held finite but wrecked weights (step 4's update); only ckpt-2 is left.
+    assert tf.train.latest_checkpoint(str(checkpoint_dir)).endswith("ckpt-2")
+    assert not (checkpoint_dir / "ckpt-4.index").exists()
+    records = _records(str(tmp_path))
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
+    assert np.isfinite(records[-1]["loss"]) and records[-1]["loss"] > 10 * max(r["loss"] for r in records[:4])
+
+
+def test_run_record_is_append_only(city, tmp_path):
+    workdir = tmp_path / "run"
+    killed = train(_config(city, workdir, stop_at_step=2))
+    assert not killed.completed and killed.step == 2
+    config_json = (workdir / "config.json").read_bytes()
+    # Fewer steps than done (killed at 2 of 6, asked for 1): nothing to do, nothing written.
+    short = train(_config(city, workdir, steps=1))
+    assert short.step == 2 and not short.completed and not (workdir / "final.keras").exists()
+    with pytest.raises(loop.RunRecordError, match=r"lr 0.045 -> 0.01.*seed 3 -> 4.*--allow_changes"):
+        train(_config(city, workdir, lr=0.01, seed=4))
+    assert (workdir / "config.json").read_bytes() == config_json
+    # Allowed: trained to the end with the new lr, the change recorded at step 2, config.json untouched.
+    done = train(_config(city, workdir, lr=0.01, log_every=2, allow_changes=True))
+    assert done.completed and done.step == 6
+    assert (workdir / "config.json").read_bytes() == config_json
+    (change,) = loop.RunDir(str(workdir)).config_changes()
+    assert change["step"] == 2 and change["changes"] == {"lr": {"from": 0.045, "to": 0.01}}
+    assert [r["lr"] for r in _records(str(workdir)) if r["step"] in (1, 4)][1] < 0.01  # the new schedule ran
+    # Complete: running again (or asking for fewer steps) rewrites nothing.
+    final = workdir / "final.keras"
+    stamp = (final.stat().st_mtime_ns, (workdir / "metrics.jsonl").read_bytes())
+    for steps in (6, 3):
+        again = train(_config(city, workdir, lr=0.01, steps=steps))
+        assert again.completed and again.step == 6 and again.model is not None
+    assert (final.stat().st_mtime_ns, (workdir / "metrics.jsonl").read_bytes()) == stamp
+    assert len(loop.RunDir(str(workdir)).config_changes()) == 1
+
+
+def test_bad_label_values_anywhere_and_corrupt_images_stop_before_step_1(tmp_path):
+    import cv2
+
+    root = str(tmp_path / "city")
+    data.generate_synthetic_city(root, num_train=4, num_val=2, image_size=(64, 96), seed=2)
+    pairs = data.list_examples("synthetic", root, "train")
+    patch, rows = pairs[0][1], pairs[1][1]
+    label = cv2.imread(patch, cv2.IMREAD_UNCHANGED)
+    label[10:50, 10:50] = 200  # a patch a random crop may miss
+    cv2.imwrite(patch, label)
+    label = cv2.imread(rows, cv2.IMREAD_UNCHANGED)
+    label[::2] = 200
+    cv2.imwrite(rows, label)
+    val_image = data.list_examples("synthetic", root, "val")[0][0]
+    raw = bytearray(open(val_image, "rb").read())
+    raw[len(raw) // 2: len(raw) // 2 + 16] = bytes(16)  # bad bytes in the middle; header and IEND intact
+    open(val_image, "wb").write(raw)
+    workdir = tmp_path / "run"
+    with pytest.raises(data.DataError) as error:
+        train(_config(root, workdir, steps=2, eval_every=0))
+    message = str(error.value)
+    assert "3 bad files" in message and patch in message and rows in message and "[200]" in message
+    assert val_image in message and "corrupt" in message
+    assert not (workdir / "config.json").exists() and not (workdir / "checkpoints").exists()

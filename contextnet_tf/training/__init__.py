@@ -6,7 +6,8 @@
 """
 
 from contextnet_tf.training.config import TrainConfig
+from contextnet_tf.training.divergence import DivergenceError
 from contextnet_tf.training.loop import NonFiniteLossError, TrainResult, make_train_step, train
 from contextnet_tf.training.presets import PRESETS
 
-__all__ = ["PRESETS", "NonFiniteLossError", "TrainConfig", "TrainResult", "make_train_step", "train"]
+__all__ = ["PRESETS", "DivergenceError", "NonFiniteLossError", "TrainConfig", "TrainResult", "make_train_step", "train"]

@@ -3,14 +3,16 @@
 `train(config)` runs (or resumes) one run in ``config.workdir``: see `run_dir` for the folder it writes, `inputs`
 for the resumable data order, `losses` for the loss and its scaling over replicas, `checkpoints` for what a
 checkpoint holds. A run killed at any point and started again with the same config ends with the same weights as
-an uninterrupted run. A non-finite loss (or non-finite weights at a checkpoint) stops the run with
-`NonFiniteLossError`, leaving the last good checkpoint as the latest.
+an uninterrupted run. Before step 1 every image and label file of the splits used is decoded whole and checked
+against the dataset's label table (`data.verify_examples`, cached). The run folder's record is append-only (`run_dir`):
+a resume with other settings is refused unless ``allow_changes`` records them, and a run asked for no more steps than
+it has done changes nothing. A loss that is not finite or explodes (`divergence.DivergenceGuard`), or non-finite
+weights at a checkpoint, stop the run with `DivergenceError`, keeping only checkpoints from before it.
 """
 
 import contextlib
 import dataclasses
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -20,17 +22,16 @@ import numpy as np
 import tensorflow as tf
 
 from contextnet_tf import data
-from contextnet_tf.models import build_model
-from contextnet_tf.evaluation.prediction import copy_weights_by_name
+from contextnet_tf.models import build_model, copy_weights_by_name, dataset_recipe
+from contextnet_tf.models.segmenter import load_model
 from contextnet_tf.training import checkpoints, distribute, inputs, losses, optim
-from contextnet_tf.training.config import TrainConfig
+from contextnet_tf.training.divergence import DivergenceError, DivergenceGuard
 from contextnet_tf.training.progress import TrainProgress
-from contextnet_tf.training.run_dir import RunDir
+from contextnet_tf.training.run_dir import RunDir, RunRecordError  # noqa: F401 (raised by train)
 from contextnet_tf.training.validation import Validator
 
-
-class NonFiniteLossError(RuntimeError):
-    """Raised when the training loss (or a weight) becomes NaN or infinite."""
+# The former name of `DivergenceError` (a NaN or infinite loss is one kind of divergence).
+NonFiniteLossError = DivergenceError
 
 
 @dataclasses.dataclass
@@ -45,7 +46,8 @@ class TrainResult:
         best_miou: best validation mIoU seen (None if never evaluated).
         best_step: its step.
         completed: True when the run reached `total_steps` (False after `stop_at_step`).
-        model: the inference model (logits only) at the crop size, sharing the trained weights.
+        model: the inference model (logits only) sharing the trained weights; for a run that had nothing left to
+            do, its ``final.keras`` (None if it has none).
     """
 
     workdir: str
@@ -55,7 +57,7 @@ class TrainResult:
     best_miou: float | None
     best_step: int
     completed: bool
-    model: keras.Model
+    model: keras.Model | None
 
 
 def precision_policy(config):
@@ -175,24 +177,39 @@ def initialise_from(model, path):
     logging.info("initialised %d of %d layers with weights from %s", len(source_layers), len(targets), path)
 
 
-def _check_resume(run, config):
-    stored = run.read_config_text()
-    if stored is None:
-        return
-    previous = TrainConfig.from_json(stored)
-    changed = config.structural_differences(previous)
-    if changed:
-        raise ValueError(
-            f"{run.workdir} holds a run with different {', '.join(changed)} "
-            f"({', '.join(f'{k}={getattr(previous, k)!r}' for k in changed)}); use a new --workdir"
-        )
-    others = [
-        f.name
-        for f in dataclasses.fields(config)
-        if getattr(config, f.name) != getattr(previous, f.name) and f.name not in ("workdir", "stop_at_step")
-    ]
-    if others:
-        logging.warning("resuming %s with changed settings: %s", run.workdir, ", ".join(others))
+def verify_data(config, progress=False):
+    """Decodes every image and label file of the training split (and the validation split, when the run validates)
+    whole and checks the labels against the dataset's table, once: files verified before are skipped
+    (`data.verify_examples`'s cache). Raises `data.DataError` naming each bad file."""
+    splits = list(dict.fromkeys([config.train_split] + ([config.val_split] if config.eval_every >= 0 else [])))
+    examples = []
+    for split in splits:
+        examples += data.list_examples(config.dataset, config.data_dir, split, label_source=config.label_source)
+    what = f"{config.dataset} {' and '.join(splits)}"
+    logging.info("checking the %d images and labels of %s", len(examples), what)
+    counts = data.verify_examples(config.dataset, list(dict.fromkeys(examples)), cache=True, progress=progress)
+    logging.info("%s: %d files decoded and checked, %d unchanged since an earlier check", what, counts["decoded"],
+                 counts["cached"])
+
+
+def _nothing_to_do(run, config, done, total_steps, num_train):
+    """The `TrainResult` of a run that has done `done` >= `total_steps` steps, without touching the run folder."""
+    recorded = run.recorded_config()
+    planned = recorded.total_steps(num_train) if recorded is not None else total_steps
+    completed = done >= planned and os.path.exists(run.path("final.keras"))
+    if completed:
+        logging.info("%s: the run is already complete (%d of %d steps); nothing to do", run.workdir, done, planned)
+    else:
+        logging.warning("%s: %d steps done and %d asked for: nothing to do, the run is left as it is (its record "
+                        "plans %d steps; run with those settings to continue it)", run.workdir, done, total_steps,
+                        planned)
+    best = run.read_json("best.json") or {}
+    final = run.path("final.keras")
+    return TrainResult(
+        workdir=config.workdir, step=done, total_steps=planned, metrics=run.read_json("val_metrics.json"),
+        best_miou=best.get("miou"), best_step=int(best.get("step", 0)), completed=completed,
+        model=load_model(final) if os.path.exists(final) else None,
+    )
 
 
 def train(config, model_fn=None):
@@ -205,10 +222,13 @@ def train(config, model_fn=None):
             outside it with the validation images' size (aux=False). Default: `build_model(config.model, ...)`.
 
     Returns:
-        A `TrainResult`.
+        A `TrainResult`. A run folder that has already done the steps asked for is left untouched (nothing is
+        trained or rewritten).
 
     Raises:
-        NonFiniteLossError: if the loss or the weights become NaN or infinite.
+        run_dir.RunRecordError: the run folder holds a run with other settings (see `RunDir.check_resume`).
+        data.DataError: a bad image or label file (named).
+        DivergenceError: the loss or the weights became NaN or infinite, or the loss exploded.
     """
     if not config.workdir:
         raise ValueError("config.workdir is required")
@@ -222,16 +242,31 @@ def train(config, model_fn=None):
     if model_fn is None:
 
         def model_fn(input_shape, aux):
-            return build_model(config.model, input_shape, info.num_classes, aux=aux, width=config.width)
+            return build_model(
+                config.model,
+                input_shape,
+                aux=aux,
+                width=config.width,
+                input_scale=getattr(config, "input_scale", 1.0),
+                **dataset_recipe(info),
+            )
 
     run = RunDir(config.workdir, chief)
-    _check_resume(run, config)
-    run.write_config(config)
+    total_steps = config.total_steps(num_train)
+    done = checkpoints.steps_done(run.checkpoint_dir)
+    if done >= total_steps and run.read_config_text() is not None and (
+        done > total_steps or os.path.exists(run.path("final.keras"))
+    ):
+        return _nothing_to_do(run, config, done, total_steps, num_train)
+    changes = run.check_resume(config, done)
+    verify_data(config, progress=config.progress and chief)
     class_weights = run_class_weights(run, config, info)
     session = _Session(config, strategy, chief, info, run, model_fn, config.steps_per_epoch(num_train),
-                       config.total_steps(num_train), precision_policy(config), class_weights)
+                       total_steps, precision_policy(config), class_weights)
     try:
-        return session.run()
+        start_step = session.restore()
+        run.record(config, start_step, changes)
+        return session.run(start_step)
     finally:
         session.close()
 
@@ -268,6 +303,11 @@ class _Session:
             with dtype_policy("float32"):
                 self.validator = Validator(config, info, model_fn)
         self.metrics = None
+        self.guard = DivergenceGuard(info.num_classes)
+
+    def restore(self):
+        """Restores the newest readable checkpoint; returns its step (0 for a new run)."""
+        return self.state.restore_latest(owner=self.chief)
 
     def close(self):
         """Removes a non-chief worker's scratch checkpoints."""
@@ -294,16 +334,28 @@ class _Session:
     def save_checkpoint(self, step):
         """Saves a checkpoint unless a weight is NaN or infinite (then raises, keeping the last good one)."""
         if not _all_finite(self.model.trainable_variables):
-            raise NonFiniteLossError(
+            raise DivergenceError(
                 f"weights became NaN or infinite by step {step}; not saved. The last good checkpoint is "
                 f"{self.state.latest}"
             )
         self.state.save(step)
 
-    def run(self):
-        """Runs the remaining steps; returns the `TrainResult`."""
+    def diverged(self, step, parts, lr, reason):
+        """Logs the bad step, discards the checkpoints its weights may already have wrecked, raises."""
+        self.run_dir.log(step, "train", {**parts, "lr": lr})
+        self.run_dir.flush()
+        kept = self.state.discard_from(DivergenceGuard.first_bad_step(step))
+        resume = f"the run resumes from {kept}" if kept else "no checkpoint from before it is left"
+        raise DivergenceError(
+            f"training diverged at step {step}: {reason} (lr {lr:.4g}; parts: "
+            f"{', '.join(f'{k} {v:.4g}' for k, v in parts.items())}). Stopped; checkpoints from step "
+            f"{DivergenceGuard.first_bad_step(step)} on were discarded (their weights may already be wrecked) and "
+            f"{resume}. Lower the learning rate or check the data, then run again."
+        )
+
+    def run(self, start_step):
+        """Runs the steps after `start_step` (from `restore`); returns the `TrainResult`."""
         config, run = self.config, self.run_dir
-        start_step = self.state.restore_latest()
         run.truncate_metrics(start_step)
         logging.info(
             "%s %s: steps %d..%d (%d per epoch), %d replica(s), policy %s",
@@ -320,14 +372,9 @@ class _Session:
         for step, batch in batches:
             parts = {name: float(value) for name, value in train_step(batch).items()}
             lr = float(self.schedule(step - 1))
-            if not math.isfinite(parts["loss"]):
-                run.log(step, "train", {**parts, "lr": lr})
-                run.flush()
-                raise NonFiniteLossError(
-                    f"training loss is {parts['loss']} at step {step} (parts: {parts}); stopped without saving. "
-                    f"The last good checkpoint is {self.state.latest}; lower the learning rate or check the data, "
-                    "then run again to resume from it."
-                )
+            reason = self.guard.check(step, parts)
+            if reason is not None:
+                self.diverged(step, parts, lr, reason)
             progress.update(step, parts["loss"], parts["ce"], lr, finalize=step == last)
             if step % config.log_every == 0 or step == last:
                 run.log(step, "train", {**parts, "lr": lr, "images_per_s": progress.images_per_second})
