@@ -11,7 +11,7 @@
 3. evaluate: `contextnet_tf.evaluation.metrics.evaluate` on the val split, per-class IoU table;
 4. fold: `contextnet_tf.fold_batch_norm`, checked against the unfolded logits on a val image (within `FOLD_TOLERANCE`);
 5. benchmark: end to end, batch 1, at the data's image resolution, unfolded and folded (`contextnet_tf.deploy.speed`);
-6. export: a SavedModel (`contextnet_tf.deploy.export.export`), reloaded in a fresh process and compared with the
+6. export: a SavedModel of the folded model (`contextnet_tf.deploy.export.export`), reloaded in a fresh process and compared with the
    Keras model on a uint8 val image (`contextnet_tf.deploy.export_check.verify_export`);
 7. report: ``{workdir}/report.md`` with ``training_curve.png``, ``predictions.png``, ``metrics.json``,
    ``benchmark.json`` / ``benchmark.md``, ``summary.json`` (every number of the report) and ``saved_model/``.
@@ -315,18 +315,14 @@ def _fold_check(model, image):
     return folded, record
 
 
-def _export_check(folded, image, path):
-    """Exports `folded` to a SavedModel at `path` and checks it on the uint8 `image` in a fresh process against the
-    Keras model (`contextnet_tf.deploy.export_check.verify_export`: its tolerance, its label agreement)."""
+def _export_check(model, image, path):
+    """Exports `model` (folded by the export) to a SavedModel at `path` and checks it on the uint8 `image` in a fresh
+    process against the Keras model (`contextnet_tf.deploy.export_check.verify_export`: its tolerance, its label
+    agreement)."""
     shutil.rmtree(path, ignore_errors=True)
-    export.export(folded, path, "saved_model")
+    export.export(model, path, "saved_model")
     uint8 = np.clip(np.round(image), 0, 255).astype(np.uint8)[None]
-    return export_check.verify_export(folded, path, "saved_model", [uint8])
-
-
-
-
-# ------------------------------------------------------------------------------------------------------------ report
+    return export_check.verify_export(model, path, "saved_model", [uint8])
 
 
 def _export_text(exported):
@@ -516,7 +512,7 @@ def run(config, command=None, log=print):
         log(table)
 
     with stage("export", "Exporting the folded model as a SavedModel"):
-        exported = _export_check(folded, images[0], os.path.join(workdir, SAVED_MODEL_FOLDER))
+        exported = _export_check(model, images[0], os.path.join(workdir, SAVED_MODEL_FOLDER))
         log(f"    wrote {exported['path']}; {_export_text(exported)} ({'passed' if exported['passed'] else 'FAILED'})")
 
     with stage("report", "Writing the report"):
