@@ -22,11 +22,10 @@ that carries no palette, --scales overrides the scale.
 """
 
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
-from contextnet_tf import data, load_model
+from contextnet_tf import data, load_model, program
 from contextnet_tf.evaluation import prediction, video
 
 MODEL = flags.DEFINE_string("model", None, "Path of a .keras model.", required=True)
@@ -104,23 +103,20 @@ def predict_images(model):
 
 def main(argv):
     del argv
-    try:
-        if is_video(INPUT.value):
-            if not OUTPUT.value:
-                raise ValueError(f"{INPUT.value} is a video: pass --output=FILE (e.g. clip_seg.mp4)")
-            if FORMAT.value not in video.FORMATS:
-                raise ValueError(f"--format={FORMAT.value} is for images; videos take {', '.join(video.FORMATS)}")
-            # The input and the output are checked before the model loads, to fail fast.
-            video.probe(INPUT.value)
-            video.check_output(OUTPUT.value, INPUT.value)
-            predict_video(load_model(MODEL.value))
-        else:
-            if not OUTPUT_DIR.value:
-                raise ValueError(f"{INPUT.value} is not a video: pass --output_dir=DIR for the PNGs")
-            predict_images(load_model(MODEL.value))
-    except (ValueError, OSError) as error:
-        sys.exit(f"predict.py: {error}")
+    if is_video(INPUT.value):
+        if not OUTPUT.value:
+            raise ValueError(f"{INPUT.value} is a video: pass --output=FILE (e.g. clip_seg.mp4)")
+        if FORMAT.value not in video.FORMATS:
+            raise ValueError(f"--format={FORMAT.value} is for images; videos take {', '.join(video.FORMATS)}")
+        # The input and the output are checked before the model loads, to fail fast.
+        video.probe(INPUT.value)
+        video.check_output(OUTPUT.value, INPUT.value)
+        predict_video(load_model(MODEL.value))
+    else:
+        if not OUTPUT_DIR.value:
+            raise ValueError(f"{INPUT.value} is not a video: pass --output_dir=DIR for the PNGs")
+        predict_images(load_model(MODEL.value))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    program.run(main)  # a user error (bad file, flag or value) ends it in one line

@@ -195,7 +195,7 @@ def test_bad_input_gives_one_line_and_leaves_nothing(case, model, synthetic_fram
     result = run_predict(f"--model={model[1]}", f"--input={clip}", f"--output={output}", *args)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("predict.py: ") and expected in last, result.stderr[-2000:]
+    assert last.startswith("predict.py: error: ") and expected in last, result.stderr[-2000:]
     assert clip in last or output in last
     assert "Traceback" not in result.stderr and "moov atom" not in result.stderr
     assert sorted(os.listdir(tmp_path)) == before  # nothing written, not even a temporary file

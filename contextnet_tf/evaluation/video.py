@@ -397,8 +397,13 @@ def segment_video(
     temporary = _temporary_name(output)
     writer = open_writer(temporary, fourcc, out_fps, (out_width, source.height), output=output)
 
-    # The first prediction traces the network: done before the clock starts, on a frame of the video's size.
-    predictor.labels(np.zeros((1, source.height, source.width, 3), np.float32))
+    try:
+        # The first prediction traces the network: done before the clock starts, on a frame of the video's size.
+        predictor.labels(np.zeros((1, source.height, source.width, 3), np.float32))
+    except BaseException:
+        writer.release()
+        os.remove(temporary)
+        raise
 
     frames_in = queue.Queue(queue_size)
     labelled = queue.Queue(queue_size)
