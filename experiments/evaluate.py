@@ -19,7 +19,6 @@ from absl import flags
 from contextnet_tf import data, program
 from contextnet_tf.evaluation import metrics as evaluation
 from contextnet_tf.models.segmenter import SegmentationModel, load_model
-from contextnet_tf.reports import model_card
 
 MODEL = flags.DEFINE_string("model", None, "Path of a .keras model.", required=True)
 DATASET = flags.DEFINE_enum("dataset", None, list(data.DATASET_NAMES), "Dataset.", required=True)
@@ -86,7 +85,10 @@ def main(argv):
         DATASET.value, DATA_DIR.value, SPLIT.value, training=False, batch_size=BATCH_SIZE.value,
         label_source=LABEL_SOURCE.value,
     )
-    scales = model_card.resolve_scales(MODEL.value, SCALES.value, SCALES.present)
+    scales = scale_values(SCALES.value) if SCALES.present else None
+    if scales is None and getattr(model, "input_scale", 1.0) != 1.0:
+        print(f"running {MODEL.value} at its input scale x{model.input_scale:g} (input_scale in its config; "
+              "--scales overrides)")
     metrics = evaluation.evaluate(
         model, dataset, info, flip=FLIP.value, scales=scales,
         max_images=min(len(examples), MAX_IMAGES.value or len(examples)), verbose=True,

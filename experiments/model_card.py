@@ -18,10 +18,10 @@ CHECKPOINT = flags.DEFINE_enum("checkpoint", "final", ["final", "best"], "Which 
 SPLIT = flags.DEFINE_string("split", "val", "Split to evaluate.")
 EVAL_FLIP = flags.DEFINE_bool("eval_flip", False, "Also evaluate with flip averaging.")
 EVAL_SCALES = flags.DEFINE_list("eval_scales", None, "Also evaluate averaging these input scales "
-                                  "(default: --input_scale alone).")
+                                  "(default: the model's input scale alone).")
 HARDWARE = flags.DEFINE_string("hardware", None, "Where the run trained (default: this machine's CPU).")
-INPUT_SCALE = flags.DEFINE_float("input_scale", 1.0, "Input scale of the single-scale evaluation (e.g. 2 for a "
-                                  "model trained with --scale_range=1,2.5).")
+INPUT_SCALE = flags.DEFINE_float("input_scale", None, "Record this input scale in the published model and evaluate "
+                                  "there (default: the scale the model was trained with, its own input_scale).")
 NOTES = flags.DEFINE_string("notes", None, "Markdown file whose text is appended to the card.")
 
 

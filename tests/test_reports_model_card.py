@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from contextnet_tf import data
+from contextnet_tf import data, load_model
 from contextnet_tf.evaluation import metrics as evaluation
 from contextnet_tf.reports import model_card
 from contextnet_tf.training import TrainConfig, train
@@ -114,51 +114,50 @@ def test_card_names_class_weighting_and_initialisation(finished_run):
     assert "--class_weighting=enet" in command and "--init_from=runs/a/final.keras" in command
 
 
-def test_publish_at_an_input_scale_evaluates_and_documents_that_scale(finished_run, tmp_path):
-    """A model trained on upscaled crops is published at its input scale: the single-scale number is the model on
-    images resized by that factor, and the card's evaluate/predict commands pass it."""
+def test_publish_at_an_input_scale_records_it_in_the_model_and_evaluates_there(finished_run, tmp_path):
+    """A model trained on upscaled crops is published at its input scale: the published file carries it, and the
+    single-scale number is the model on images resized by that factor."""
     config, _ = finished_run
     out = str(tmp_path / "pretrained")
     result = model_card.publish(config.workdir, "up", out, input_scale=1.5, log=lambda *_: None)
     assert result["plain"]["scales"] == [1.5] and result["tta"] is None
-    model = keras.saving.load_model(os.path.join(out, "up.keras"), compile=False)
+    model = load_model(os.path.join(out, "up.keras"))
+    assert model.get_config()["input_scale"] == 1.5
     info = data.get_info("synthetic")
     batches = data.make_dataset("synthetic", config.data_dir, "val", training=False, batch_size=1)
-    direct = evaluation.evaluate(model, batches, info, scales=(1.5,))
+    direct = evaluation.evaluate(model, batches, info)  # the model's own scale, from its config
+    assert direct["scales"] == [1.5]
     np.testing.assert_array_equal(result["plain"]["confusion_matrix"], direct["confusion_matrix"])
     batches = data.make_dataset("synthetic", config.data_dir, "val", training=False, batch_size=1)
-    at_one = evaluation.evaluate(model, batches, info)
+    at_one = evaluation.evaluate(model, batches, info, scales=(1.0,))
     assert at_one["confusion_matrix"] != direct["confusion_matrix"]  # the scale really changed the evaluation
     card = open(os.path.join(out, "up.md")).read()
     assert f"**{100 * result['plain']['miou']:.1f}%** (single scale, input resized x1.5)" in card
-    assert f"--split=val --scales=1.5\n" in card
-    assert "--format=overlay --scales=1.5" in card
+    assert "input_scale` in its config" in card
     with pytest.raises(ValueError, match="input_scale"):
         model_card.publish(config.workdir, "up", out, input_scale=0)
+    plain = model_card.publish(config.workdir, "plain", out, log=lambda *_: None)  # default: the run's own scale
+    assert plain["plain"]["scales"] == [1.0] and load_model(os.path.join(out, "plain.keras")).input_scale == 1.0
 
 
-def test_evaluate_py_defaults_to_the_cards_input_scale(finished_run, tmp_path):
-    """Without --scales, evaluate.py runs a published model at its card's input scale (and says so); an explicit
-    --scales wins; a model without a card, or a card at scale 1, keeps the default."""
+def test_evaluate_py_runs_a_model_at_its_own_input_scale(finished_run, tmp_path):
+    """Without --scales, evaluate.py runs a model at the input scale its file records (and says so); an explicit
+    --scales wins."""
     config, _ = finished_run
     out = str(tmp_path / "pretrained")
     result = model_card.publish(config.workdir, "up", out, input_scale=1.5, log=lambda *_: None)
     model_path = os.path.join(out, "up.keras")
-    metrics_path = str(tmp_path / "m.json")
-    run = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "evaluate.py"), f"--model={model_path}",
-                          "--dataset=synthetic", f"--data_dir={config.data_dir}", "--split=val",
-                          f"--output={metrics_path}"], check=True, capture_output=True, text=True)
-    assert f"--scales=1.5: the input scale of {out}/up.json" in run.stdout
-    with open(metrics_path) as f:
-        stored = json.load(f)
-    assert stored["scales"] == [1.5] and stored["confusion_matrix"] == result["plain"]["confusion_matrix"]
 
-    messages = []
-    assert model_card.resolve_scales(model_path, ["1"], explicit=True, log=messages.append) == [1.0]
-    assert model_card.resolve_scales(model_path, ["1"], explicit=False, log=messages.append) == [1.5]
-    assert len(messages) == 1
-    no_card = os.path.join(config.workdir, "final.keras")  # a run's own file: no card beside it
-    assert model_card.card_input_scale(no_card) is None
-    assert model_card.resolve_scales(no_card, ["1", "1.25"], explicit=False) == [1.0, 1.25]
-    model_card.publish(config.workdir, "plain", out, log=lambda *_: None)
-    assert model_card.resolve_scales(os.path.join(out, "plain.keras"), ["1"], explicit=False) == [1.0]
+    def evaluate_py(*extra):
+        metrics_path = str(tmp_path / "m.json")
+        run = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "evaluate.py"), f"--model={model_path}",
+                              "--dataset=synthetic", f"--data_dir={config.data_dir}", "--split=val",
+                              f"--output={metrics_path}", *extra], check=True, capture_output=True, text=True)
+        with open(metrics_path) as f:
+            return run.stdout, json.load(f)
+
+    stdout, stored = evaluate_py()
+    assert "at its input scale x1.5" in stdout
+    assert stored["scales"] == [1.5] and stored["confusion_matrix"] == result["plain"]["confusion_matrix"]
+    stdout, stored = evaluate_py("--scales=1")
+    assert "input scale" not in stdout and stored["scales"] == [1.0]

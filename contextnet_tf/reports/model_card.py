@@ -8,23 +8,22 @@
 test-time augmentation given), and writes into `out_dir`:
 
 * ``{name}.keras``: the inference model (logits only, float32), loadable by `experiments/evaluate.py`,
-  `experiments/predict.py`, `experiments/export.py` and `keras.saving.load_model`;
+  `experiments/predict.py`, `experiments/export.py` and `contextnet_tf.load_model` (it carries its classes,
+  palette and input scale);
 * ``{name}.md``: the model card: data, the exact training command, recipe, steps, wall time and hardware, val mIoU
   with the per-class table, the evaluation command, how to use it, limits;
 * ``{name}.json``: the evaluation metrics (`contextnet_tf.evaluation.metrics` format, both settings);
 * ``{name}_curve.png``: the training curve (train loss, val mIoU during training).
 """
 
-import json
 import os
 import shlex
-import shutil
 
-import keras
 import tensorflow as tf
 
 from contextnet_tf import data
 from contextnet_tf.evaluation import metrics as evaluation
+from contextnet_tf.models import load_model
 from contextnet_tf.models.profiling import count_trainable_params
 from contextnet_tf.environment import describe, environment
 from contextnet_tf.reports.plots import plot_training_curve
@@ -77,37 +76,8 @@ def _extras(config):
     return "".join(f"; {part}" for part in parts)
 
 
-def card_input_scale(model_path):
-    """The input scale a published model's card evaluates it at (``plain.scales`` of the ``.json`` beside the
-    ``.keras`` file), or None when there is no such file (a model that was not published with `publish`)."""
-    metrics_path = os.path.splitext(model_path)[0] + ".json"
-    if not os.path.exists(metrics_path):
-        return None
-    with open(metrics_path) as f:
-        try:
-            scales = json.load(f)["plain"]["scales"]
-        except (ValueError, KeyError, TypeError):
-            return None  # some other JSON file of the same name: not a card
-    return float(scales[0]) if isinstance(scales, list) and len(scales) == 1 else None
-
-
-def resolve_scales(model_path, scales, explicit, log=print):
-    """The input scales for evaluate.py / predict.py: `scales` when given on the command line (`explicit`), else the
-    model card's input scale when it is not 1 (a model trained on upscaled crops, e.g. ``pretrained/fast_scnn_camvid``,
-    which is meant to run on frames resized x2), else `scales`."""
-    scales = [float(s) for s in scales]
-    if explicit:
-        return scales
-    card_scale = card_input_scale(model_path)
-    if card_scale is None or card_scale == 1.0:
-        return scales
-    log(f"--scales={card_scale:g}: the input scale of {os.path.splitext(model_path)[0]}.json, the model's card "
-        "(pass --scales to choose another)")
-    return [card_scale]
-
-
 def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=False, scales=None, split="val",
-            hardware=None, notes=None, input_scale=1.0, log=print):
+            hardware=None, notes=None, input_scale=None, log=print):
     """Evaluates a run's model and writes ``{name}.keras``, ``.md``, ``.json`` and ``_curve.png`` to `out_dir`.
 
     Args:
@@ -121,26 +91,29 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
         split: the split to evaluate.
         hardware: a line describing where the run trained (default: this machine's CPU).
         notes: extra markdown for the card (what was tried, limits).
-        input_scale: the input scale of the single-scale evaluation: images are resized by this factor before the
-            network and its logits resized back to the label size (`contextnet_tf.evaluation.metrics`). A model trained on
-            upscaled crops (``--scale_range=1,2.5``) is meant to run at such a scale; the card's commands pass it as
-            ``--scales``.
+        input_scale: None (the default) keeps the model's own `input_scale` (what it was trained with,
+            `TrainConfig.input_scale`); a number records that scale in the published model instead (for a run
+            trained on upscaled crops before models carried their scale). The single-scale evaluation runs there:
+            images resized by this factor, logits back to the label size; evaluate.py, predict.py and the exports
+            read it from the published file.
 
     Returns:
         dict with ``plain`` and (if any augmentation) ``tta`` metrics and the written paths.
     """
     if checkpoint not in ("final", "best"):
         raise ValueError(f"checkpoint must be 'final' or 'best', got {checkpoint!r}")
-    if not input_scale > 0:
+    if input_scale is not None and not input_scale > 0:
         raise ValueError(f"input_scale must be positive, got {input_scale!r}")
-    input_scale = float(input_scale)
-    scales = (input_scale,) if not scales else tuple(float(s) for s in scales)
     config = read_config(run_dir)
     model_path = os.path.join(run_dir, f"{checkpoint}.keras")
     if not os.path.exists(model_path):
         raise FileNotFoundError(f"{model_path} does not exist: has the run in {run_dir} finished?")
     data_dir = data_dir or config.data_dir
-    model = keras.saving.load_model(model_path, compile=False)
+    model = load_model(model_path)
+    if input_scale is not None and float(input_scale) != model.input_scale:
+        model = model.rebuild(input_scale=float(input_scale))
+    input_scale = model.input_scale
+    scales = (input_scale,) if not scales else tuple(float(s) for s in scales)
     info = data.get_info(config.dataset)
 
     def run_eval(**kwargs):
@@ -155,7 +128,7 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
     tta_label = "+".join(filter(None, ["flip" if flip else "", f"scales {scales_text}" if other_scales else ""]))
     os.makedirs(out_dir, exist_ok=True)
     keras_path = os.path.join(out_dir, f"{name}.keras")
-    shutil.copyfile(model_path, keras_path)
+    model.save(keras_path)
     metrics_path = os.path.join(out_dir, f"{name}.json")
     evaluation.write_json({"plain": plain, **({"tta": tta, "tta_setting": tta_label} if tta else {})}, metrics_path)
     curve_path = os.path.join(out_dir, f"{name}_curve.png")
@@ -167,13 +140,12 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
     hardware = hardware or describe(environment())
     eval_command = (f"python experiments/evaluate.py --model={keras_path} --dataset={config.dataset} "
                     f"--data_dir={data_dir} --split={split}")
-    scale_flag = "" if input_scale == 1.0 else f" --scales={input_scale:g}"
-    eval_tta = eval_command + (" --flip" if flip else "") + (f" --scales={scales_text}" if scales != (1.0,) else "")
-    eval_command += scale_flag
+    eval_tta = eval_command + (" --flip" if flip else "") + (f" --scales={scales_text}" if other_scales else "")
     single = "single scale" if input_scale == 1.0 else f"single scale, input resized x{input_scale:g}"
     size_note = "" if input_scale == 1.0 else (
-        f"; run it on images resized x{input_scale:g}, the scale it was trained and evaluated at (evaluate.py and "
-        "predict.py do so by default: they read it from the `.json` beside the `.keras` file; `--scales` overrides)")
+        f"; it runs on images resized x{input_scale:g}, the scale it was trained and evaluated at: the model "
+        "records it (`input_scale` in its config) and evaluate.py, predict.py and the exports use it; `--scales` "
+        "overrides")
     origin = f"fine-tuned from `{config.init_from}`" if config.init_from else "trained from scratch"
     card = f"""# {name}
 
@@ -184,8 +156,7 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
 |---|---|
 | {split} mIoU | **{100 * plain['miou']:.1f}%** ({single}){f" / **{100 * tta['miou']:.1f}%** ({tta_label})" if tta else ""} |
 | pixel accuracy | {100 * plain['pixel_accuracy']:.1f}% |
-| input | float32 RGB in [0, 255], any size (built at {model.input_shape[1]}x{model.input_shape[2]}; \
-`contextnet_tf.evaluation.prediction` rebuilds it at other sizes){size_note} |
+| input | float32 RGB in [0, 255], any size{size_note} |
 | output | logits, {info.num_classes} classes: {", ".join(info.class_names)} |
 | weights | `{checkpoint}.keras` of the run (step {steps}) |
 | training | {steps} steps ({steps * config.batch_size / num_train:.0f} epochs) of batch {config.batch_size}, \
@@ -214,7 +185,7 @@ L2 {config.weight_decay:g}, auxiliary losses {config.aux_weight:g}{_extras(confi
 ## Use
 
 ```bash
-python experiments/predict.py --model={keras_path} --input=IMAGES --output_dir=OUT --format=overlay{scale_flag}
+python experiments/predict.py --model={keras_path} --input=IMAGES --output_dir=OUT --format=overlay
 python experiments/export.py --model={keras_path} --format=saved_model --output=OUT/saved_model
 ```
 

@@ -85,7 +85,8 @@ class TrainConfig:
     eval_batch_size: int = option(1, "Batch size of validation (full images).")
     eval_max_images: int | None = option(None, "Validate on at most N images (unset: all).")
     eval_flip: bool = option(False, "Flip test-time augmentation in validation.")
-    eval_scales: tuple[float, ...] = option((1.0,), "Scales averaged in validation, e.g. 0.75,1,1.25.",
+    eval_scales: tuple[float, ...] = option((), "Scales averaged in validation, e.g. 0.75,1,1.25 (unset: the "
+                                            "model's input_scale alone).",
                                             syntax="floats")
     checkpoint_every: int = option(500, "Save a checkpoint every N steps (and always at the end).")
     keep_checkpoints: int = option(3, "Checkpoints kept by tf.train.CheckpointManager.")
@@ -177,7 +178,7 @@ def _check_values(config):
         raise ValueError(f"momentum must be in [0, 1), got {config.momentum!r}")
     if len(config.scale_range) != 2 or not 0 < config.scale_range[0] <= config.scale_range[1]:
         raise ValueError(f"scale_range must be min,max with 0 < min <= max, got {config.scale_range}")
-    if not config.eval_scales or not all(s > 0 for s in config.eval_scales):
+    if not all(s > 0 for s in config.eval_scales):
         raise ValueError(f"eval_scales must be positive numbers, got {config.eval_scales}")
     for name in ("eval_max_images", "stop_at_step"):
         if getattr(config, name) is not None and getattr(config, name) < 1:

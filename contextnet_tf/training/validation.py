@@ -52,7 +52,7 @@ class Validator:
             self.dataset,
             self.info,
             flip=self.config.eval_flip,
-            scales=self.config.eval_scales,
+            scales=self.config.eval_scales or None,  # None: the model's input scale
             max_images=self.config.eval_max_images,
         )
 
