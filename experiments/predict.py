@@ -59,7 +59,7 @@ def is_video(path):
 def dataset_info(model):
     if getattr(model, "palette", None) is None and DATASET.value is None:
         print(f"{MODEL.value} carries no palette: using --dataset=cityscapes's (pass --dataset to choose)")
-    return video.model_dataset_info(model, DATASET.value or "cityscapes")
+    return prediction.model_dataset_info(model, DATASET.value or "cityscapes")
 
 
 def scales(model):

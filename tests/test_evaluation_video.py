@@ -116,7 +116,7 @@ def test_video_overlay_matches_predict_py_on_the_same_frames(source, model, synt
 def test_formats_start_stride_and_caption(model, synthetic_frames, tmp_path):
     net, _ = model
     clip = write_clip(str(tmp_path / "clip.avi"), synthetic_frames)
-    info = video.model_dataset_info(net)
+    info = prediction.model_dataset_info(net)
     assert info.name == "camvid" and np.array_equal(info.palette, data.get_info("camvid").palette)
     picked = [synthetic_frames[1], synthetic_frames[3]]  # --start=1 --stride=2 --max_frames=2
     labels = prediction.Predictor(net, scales=(1.0,)).labels(np.stack(picked).astype(np.float32))
@@ -160,7 +160,7 @@ def test_runs_the_model_at_its_own_input_scale(model, synthetic_frames, tmp_path
     at_two = prediction.Predictor(net, scales=(2.0,)).labels(frames)
     at_one = prediction.Predictor(net, scales=(1.0,)).labels(frames)
     assert not np.array_equal(at_two, at_one)  # the scale changes the prediction, so the check below can fail
-    info = video.model_dataset_info(net)
+    info = prediction.model_dataset_info(net)
     for label, out_frame in zip(at_two, written):
         assert np.array_equal(out_frame, data.colorize(label, info))
 

@@ -14,6 +14,7 @@ Output formats of `predict_files`:
   ``OUT/berlin/berlin_000000_000019_leftImg8bit.png``.
 """
 
+import dataclasses
 import os
 
 import cv2
@@ -26,6 +27,34 @@ from contextnet_tf.models import SegmentationModel
 FORMATS = ("color", "overlay", "labelids")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 MIN_SIDE = 32  # The networks' smallest input side (`build_model`).
+
+
+def model_dataset_info(model, dataset=None):
+    """The `data.DatasetInfo` whose palette and class names are the model's own (`model.palette`,
+    `model.class_names`, `model.dataset`); for a model that carries none, that of `dataset`.
+
+    Raises:
+        ValueError: the model has no palette and `dataset` is None.
+    """
+    palette = getattr(model, "palette", None)
+    name = getattr(model, "dataset", None) or dataset
+    if palette is None:
+        if name is None:
+            raise ValueError(f"model {model.name!r} carries no palette: name the dataset it was trained on")
+        return data.get_info(name)
+    palette = np.asarray(palette, np.uint8)
+    class_names = getattr(model, "class_names", None) or [str(i) for i in range(len(palette))]
+    base = data.get_info(name) if name in data.DATASET_NAMES else data.get_info("cityscapes")
+    same_classes = base.num_classes == len(palette)
+    return dataclasses.replace(
+        base,
+        name=name or "unknown",
+        num_classes=len(palette),
+        class_names=tuple(class_names),
+        palette=palette,
+        category_names=base.category_names if same_classes else None,
+        class_to_category=base.class_to_category if same_classes else None,
+    )
 
 
 def default_scales(model):

@@ -12,7 +12,7 @@ frames over wall time, `VideoSummary.network_fps` frames over the time spent in 
 
 Formats: ``overlay`` (class colours blended over the frame, exactly `prediction.overlay`, what `predict.py` writes
 for images), ``color`` (the palette alone) and ``side_by_side`` (frame | overlay, twice as wide). Colours come from
-the model (`model.palette`, see `model_dataset_info`). The output is written under a temporary name in its folder
+the model (`model.palette`, see `prediction.model_dataset_info`). The output is written under a temporary name in its folder
 and moved over the output name only once complete, so a failure never leaves a half-written file behind.
 """
 
@@ -28,7 +28,6 @@ import time
 import cv2
 import numpy as np
 
-from contextnet_tf import data
 from contextnet_tf.evaluation import prediction
 
 FORMATS = ("overlay", "color", "side_by_side")
@@ -166,34 +165,6 @@ def read_frames(path, start=0, stride=1, max_frames=None):
                     return
     finally:
         capture.release()
-
-
-def model_dataset_info(model, dataset=None):
-    """The `data.DatasetInfo` whose palette and class names are the model's own (`model.palette`,
-    `model.class_names`, `model.dataset`); for a model that carries none, that of `dataset`.
-
-    Raises:
-        ValueError: the model has no palette and `dataset` is None.
-    """
-    palette = getattr(model, "palette", None)
-    name = getattr(model, "dataset", None) or dataset
-    if palette is None:
-        if name is None:
-            raise ValueError(f"model {model.name!r} carries no palette: name the dataset it was trained on")
-        return data.get_info(name)
-    palette = np.asarray(palette, np.uint8)
-    class_names = getattr(model, "class_names", None) or [str(i) for i in range(len(palette))]
-    base = data.get_info(name) if name in data.DATASET_NAMES else data.get_info("cityscapes")
-    same_classes = base.num_classes == len(palette)
-    return dataclasses.replace(
-        base,
-        name=name or "unknown",
-        num_classes=len(palette),
-        class_names=tuple(class_names),
-        palette=palette,
-        category_names=base.category_names if same_classes else None,
-        class_to_category=base.class_to_category if same_classes else None,
-    )
 
 
 def render_frame(frame, labels, fmt, info):
@@ -362,7 +333,7 @@ def segment_video(
         input_path: any video OpenCV can read.
         output: the video to write; its extension picks the container (and the default codec, `DEFAULT_FOURCC`).
         fmt: one of `FORMATS`.
-        info: the `data.DatasetInfo` whose palette colours the classes (default: the model's, `model_dataset_info`).
+        info: the `data.DatasetInfo` whose palette colours the classes (default: the model's, `prediction.model_dataset_info`).
         flip, scales: test-time augmentation of `prediction.Predictor` (default scales: the model's own input scale,
             `prediction.default_scales`).
         start: first frame (0-based); stride: keep every `stride`-th frame from there; max_frames: at most this many.
@@ -385,7 +356,7 @@ def segment_video(
     source = probe(input_path)
     check_output(output, input_path)
     fourcc = fourcc or _default_fourcc(output)
-    info = info or model_dataset_info(model)
+    info = info or prediction.model_dataset_info(model)
     predictor = prediction.Predictor(model, flip=flip, scales=scales)
 
     available = max(source.frame_count - start, 0)
