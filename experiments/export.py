@@ -1,12 +1,17 @@
 """Exports a trained model (SavedModel, TFLite float32 / int8, ONNX) and checks the export in a fresh process.
 
-    python experiments/export.py --model=PATH.keras --format=saved_model --output=out/fast_scnn_savedmodel
+    python experiments/export.py --model=pretrained/fast_scnn_camvid.keras --format=saved_model --output=OUT/sm
+    python experiments/export.py --model=pretrained/fast_scnn_camvid.keras --format=tflite --output=OUT/fs.tflite
     python experiments/export.py --model=PATH.keras --format=tflite_int8 --output=out/fast_scnn_int8.tflite \
         --calibration_images='../shared/data/camvid/train/*.png'
 
-The model is folded first (--nofold to keep batch norms). After writing, the artifact is reloaded in a new process
-and compared with the Keras model (SavedModel / ONNX within 1e-4, TFLite within 1e-3, int8: label agreement); the
-report is printed as one JSON line and the program exits non-zero when a check fails. See docs/export.md.
+Every export runs the model at its own input scale (`model.input_scale`) and returns labels or probabilities at
+the input's size, as `evaluate.py` and `predict.py` do. The SavedModel takes any size; TFLite and ONNX take the static
+--input_size (default: the native frame size of the model's dataset). The model is folded first (--nofold to keep
+batch norms). After writing, the artifact is reloaded in a new process and compared with the Keras model (tolerance
+relative to the logits' scale, labels equal wherever the reference is not a near-tie; int8: label agreement
+reported); the report is printed as one JSON line and the program exits non-zero when a check fails. See
+docs/export.md.
 """
 
 import logging
@@ -14,10 +19,9 @@ import sys
 
 from absl import app, flags
 
+from contextnet_tf import cli
 from contextnet_tf.deploy import export
 from contextnet_tf.deploy import export_check
-from contextnet_tf.deploy import folding
-from contextnet_tf.reports import summary
 
 MODEL = flags.DEFINE_string("model", None, "Path of a .keras model, or a variant name (random weights unless "
                             "--weights).", required=True)
@@ -28,7 +32,9 @@ HEAD = flags.DEFINE_enum("head", "logits", list(export.HEADS),
                          "TFLite / ONNX output: logits (float32 input), cls (uint8 in, labels out) or prob.")
 FOLD = flags.DEFINE_bool("fold", True, "Fold batch norms into the convolutions before exporting.")
 WEIGHTS = flags.DEFINE_string("weights", None, "Optional .weights.h5 file loaded into the model.")
-INPUT_SIZE = flags.DEFINE_string("input_size", "1024x2048", "HEIGHTxWIDTH of a model built by variant name.")
+INPUT_SIZE = flags.DEFINE_string("input_size", None, "HxW input of a TFLite / ONNX export (default: the native frame "
+                                 "size of the model's dataset, CamVid 360x480, Cityscapes 1024x2048; required for a "
+                                 "model of no dataset). The SavedModel takes any size.")
 NUM_CLASSES = flags.DEFINE_integer("num_classes", 19, "Classes of a model built by variant name.")
 CALIBRATION_IMAGES = flags.DEFINE_string("calibration_images", None,
                                          "Glob of RGB images for int8 calibration (needed by tflite_int8).")
@@ -43,22 +49,25 @@ def main(argv):
     del argv
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     try:
-        input_shape = (*summary.parse_resolution(INPUT_SIZE.value), 3)
-        model = export.load_model(MODEL.value, input_shape, NUM_CLASSES.value, WEIGHTS.value)
-        deployed = folding.fold_batch_norm(model) if FOLD.value else model
+        input_size = cli.parse_size(INPUT_SIZE.value, "input_size") if INPUT_SIZE.value else None
+        if input_size and FORMAT.value == "saved_model":
+            raise ValueError("--input_size is for tflite, tflite_int8 and onnx: the SavedModel takes any size")
+        model = export.load_model(MODEL.value, None, NUM_CLASSES.value, WEIGHTS.value)
+        if FORMAT.value != "saved_model":
+            input_size = input_size or export.default_input_size(model)
         calibration = None
         if FORMAT.value == "tflite_int8":
             if not CALIBRATION_IMAGES.value:
                 raise ValueError("--format=tflite_int8 needs --calibration_images (a glob of real images)")
-            calibration = export.representative_images(
-                CALIBRATION_IMAGES.value, deployed.input_shape[1:3], CALIBRATION_COUNT.value
-            )
+            calibration = export.representative_images(CALIBRATION_IMAGES.value, input_size, CALIBRATION_COUNT.value)
         head = "logits" if FORMAT.value == "saved_model" else HEAD.value
-        export.export(deployed, OUTPUT.value, FORMAT.value, head, calibration_images=calibration)
-        print(f"wrote {OUTPUT.value}")
+        export.export(model, OUTPUT.value, FORMAT.value, head, calibration, input_size, fold=FOLD.value)
+        scale = export.input_scale(model)
+        size = "any size" if input_size is None else cli.format_size(input_size)
+        print(f"wrote {OUTPUT.value} ({size} in, input scale {scale:g})")
         if not CHECK.value:
             return
-        images = export_check.check_images(model, FORMAT.value, CHECK_IMAGES.value)
+        images = export_check.check_images(model, FORMAT.value, CHECK_IMAGES.value, input_size=input_size)
         report = export_check.verify_export(model, OUTPUT.value, FORMAT.value, images, head)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         sys.exit(f"export.py: error: {error}")
