@@ -1,8 +1,15 @@
-"""Training augmentation of both papers: random scale, crop with padding, flip, colour jitter and channel noise.
+"""Training augmentation: random scale (and aspect), crop with padding, flip, colour jitter and channel noise.
 
-ContextNet (Sec. 3.1): "random scale 0.5 to 2, horizontal flip, varied hue, saturation, brightness and contrast".
-Fast-SCNN (Sec. 3.1): "random resizing between 0.5 to 2, translation/crop, horizontal flip, color channels noise
-and brightness".
+What each paper lists (section 3.1 of both), and the named configurations (`AUGMENTATIONS`) that follow them:
+
+- ContextNet: "random scale 0.5 to 2, horizontal flip, varied hue, saturation, brightness and contrast"
+  (`CONTEXTNET_PAPER`; no crop, translation or channel noise is named);
+- Fast-SCNN: "random resizing between 0.5 to 2, translation/crop, horizontal flip, color channels noise and
+  brightness" (`FAST_SCNN_PAPER`; no hue, saturation or contrast).
+
+Neither paper gives a magnitude for any colour operation, a crop size or a padding rule: those are this project's
+choices, marked so below and in docs/training.md. Every configuration crops (a batch needs one size), also
+ContextNet's.
 
 Every random choice comes from one stateless seed per example, so an example's augmentation depends only on the seed
 and not on thread scheduling. Labels are always resampled with nearest neighbour.
@@ -12,8 +19,9 @@ Two implementations of the geometry share the same random draws:
 - `augment` (used for training) resamples only the part of the image that survives the crop, with one
   `tf.image.crop_and_resize` call whose box puts the crop window of the scaled image back onto the source image, and
   folds the horizontal flip into that box. Colour jitter is one 3x3 colour matrix plus an offset per image.
-- `reference_augment` does the straightforward thing: resize the whole image, pad, crop, flip, then the `tf.image`
-  colour ops one by one. It is the baseline of the input benchmark and the oracle of the tests.
+- `reference_augment` does the straightforward thing: resize the whole image, cut the window, flip, apply the colour
+  steps one by one (`tf.image` where it has the step), then pad. It is the baseline of the input benchmark and the
+  oracle of the tests, padding and colour jitter included.
 
 Both give the same crop: `tf.image.resize` (half-pixel centres) maps scaled pixel ``i`` to source coordinate
 ``(i + 0.5) / s - 0.5`` and clamps at the border; `augment` samples exactly those coordinates on a source image with a
@@ -35,9 +43,14 @@ LUMA_WEIGHTS = (0.2989, 0.5870, 0.1140)
 # resizing between 0.5 to 2"): the default of `AugmentConfig`, `make_dataset`, `TrainConfig` and the presets.
 PAPER_SCALE_RANGE = (0.5, 2.0)
 
-# Positions in the per-example vector of uniform draws.
+# Positions in the per-example vector of uniform draws. Draws added later (channel noise, aspect) come from seeds
+# folded from the example's seed, so that adding one never changes the others.
 _SCALE, _OFFSET_Y, _OFFSET_X, _FLIP, _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = range(8)
 _NUM_UNIFORMS = 8
+_NOISE_SEED, _ASPECT_SEED = 1, 2
+
+# The operations an `AugmentConfig` can switch on (`AugmentConfig.ops`).
+OPS = ("scale", "aspect", "flip", "hue", "saturation", "brightness", "contrast", "channel_noise")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +65,9 @@ class AugmentConfig:
         saturation_range: factor of the distance to the grey (luma) value, uniform in the range.
         hue_delta: hue rotation, uniform in [-delta, delta] of a full turn (as `tf.image.random_hue`'s max_delta).
         channel_noise_std: standard deviation of an independent Gaussian offset per colour channel.
+        aspect_range: (min, max) of a factor on the width's scale alone, log-uniform (1, 1: none).
+
+    The defaults are every operation either paper lists (`BOTH_PAPERS`), with this project's magnitudes.
     """
 
     scale_range: tuple = PAPER_SCALE_RANGE
@@ -61,6 +77,66 @@ class AugmentConfig:
     saturation_range: tuple = (0.8, 1.2)
     hue_delta: float = 0.05
     channel_noise_std: float = 6.0
+    aspect_range: tuple = (1.0, 1.0)
+
+    def __post_init__(self):
+        for name in ("scale_range", "contrast_range", "saturation_range", "aspect_range"):
+            value = tuple(float(v) for v in getattr(self, name))
+            if len(value) != 2 or not 0 <= value[0] <= value[1]:
+                raise ValueError(f"AugmentConfig.{name} must be (min, max) with 0 <= min <= max, got {value}")
+            object.__setattr__(self, name, value)
+        if self.scale_range[0] <= 0 or self.aspect_range[0] <= 0:
+            raise ValueError(f"AugmentConfig scale_range and aspect_range must be positive, got {self.scale_range} "
+                             f"and {self.aspect_range}")
+        for name in ("brightness_delta", "hue_delta", "channel_noise_std"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"AugmentConfig.{name} must be zero or positive, got {getattr(self, name)!r}")
+
+    def ops(self):
+        """The names of the operations this configuration switches on, in the order of `OPS`.
+
+        ``scale`` is on when the scale range is not (1, 1); the crop is always on (a batch needs one size).
+        """
+        on = {
+            "scale": self.scale_range != (1.0, 1.0),
+            "aspect": self.aspect_range != (1.0, 1.0),
+            "flip": self.flip,
+            "hue": self.hue_delta > 0,
+            "saturation": self.saturation_range != (1.0, 1.0),
+            "brightness": self.brightness_delta > 0,
+            "contrast": self.contrast_range != (1.0, 1.0),
+            "channel_noise": self.channel_noise_std > 0,
+        }
+        return tuple(op for op in OPS if on[op])
+
+
+# Named configurations (`TrainConfig.augment`, `--augment`). The scale range of each is the papers' 0.5-2; training
+# replaces it with `TrainConfig.scale_range`. Every magnitude below is this project's choice: the papers name the
+# operations only.
+_OFF = dict(brightness_delta=0.0, contrast_range=(1.0, 1.0), saturation_range=(1.0, 1.0), hue_delta=0.0,
+            channel_noise_std=0.0)
+# Fast-SCNN 3.1: random resizing 0.5-2, translation/crop, horizontal flip, colour channel noise, brightness.
+FAST_SCNN_PAPER = AugmentConfig(**{**_OFF, "brightness_delta": 24.0, "channel_noise_std": 6.0})
+# ContextNet 3.1: random scale 0.5-2, horizontal flip, hue, saturation, brightness, contrast.
+CONTEXTNET_PAPER = AugmentConfig(**{**_OFF, "brightness_delta": 24.0, "contrast_range": (0.8, 1.2),
+                                    "saturation_range": (0.8, 1.2), "hue_delta": 0.05})
+# Every operation of both lists: the default before each preset had its own (the published CamVid models of
+# 2026-12 were trained with it).
+BOTH_PAPERS = AugmentConfig()
+# Ours, for CamVid's 367-468 frames: every colour operation at about 1.5x the ranges above, and the width's scale
+# varied by up to 1.25x against the height's.
+CAMVID_STRONG = AugmentConfig(brightness_delta=40.0, contrast_range=(0.7, 1.3), saturation_range=(0.7, 1.3),
+                              hue_delta=0.08, channel_noise_std=10.0, aspect_range=(0.8, 1.25))
+# Only the random scale and the crop (no flip, no colour): the baseline of augmentation studies.
+NO_AUGMENTATION = AugmentConfig(**_OFF, flip=False)
+
+AUGMENTATIONS = {
+    "both_papers": BOTH_PAPERS,
+    "fast_scnn_paper": FAST_SCNN_PAPER,
+    "contextnet_paper": CONTEXTNET_PAPER,
+    "camvid_strong": CAMVID_STRONG,
+    "none": NO_AUGMENTATION,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +174,10 @@ def sample(seed, image_size, crop_size, config):
     u = tf.random.stateless_uniform([_NUM_UNIFORMS], seed)
     lo, hi = config.scale_range
     scale = lo + (hi - lo) * u[_SCALE]
+    if config.aspect_range != (1.0, 1.0):  # (height, width) scales s, s * a with log a uniform
+        log_lo, log_hi = (math.log(a) for a in config.aspect_range)
+        u_aspect = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(seed, _ASPECT_SEED))
+        scale = tf.stack([scale, scale * tf.exp(log_lo + (log_hi - log_lo) * u_aspect)])
     scaled = tf.maximum(tf.cast(tf.round(tf.cast(image_size, tf.float32) * scale), tf.int32), 1)
     crop = tf.constant(crop_size, tf.int32)
     # The window's top-left is uniform over all positions where window and scaled image overlap completely along an
@@ -117,7 +197,7 @@ def sample(seed, image_size, crop_size, config):
         saturation=uniform(_SATURATION, *config.saturation_range),
         hue=uniform(_HUE, -config.hue_delta, config.hue_delta),
         channel_noise=config.channel_noise_std
-        * tf.random.stateless_normal([3], tf.random.experimental.stateless_fold_in(seed, 1)),
+        * tf.random.stateless_normal([3], tf.random.experimental.stateless_fold_in(seed, _NOISE_SEED)),
     )
     return Geometry(scaled, offset, flip), jitter
 
@@ -219,16 +299,20 @@ def color_matrix(jitter, mean):
     luma = tf.constant(LUMA_WEIGHTS, tf.float32)
     eye = tf.eye(3)
     saturation = jitter.saturation * eye + (1.0 - jitter.saturation) * luma[:, tf.newaxis] * tf.ones([1, 3])
-    angle = 2.0 * math.pi * jitter.hue
-    axis = np.full(3, 1.0 / math.sqrt(3.0), np.float32)
-    cross = tf.constant([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
-    # Rodrigues' rotation for column vectors, transposed for rows.
-    rotation = tf.cos(angle) * eye + tf.sin(angle) * cross + (1.0 - tf.cos(angle)) * np.outer(axis, axis)
-    matrix = saturation @ tf.transpose(rotation)
+    matrix = saturation @ tf.transpose(hue_rotation(jitter.hue))
     jittered_mean = mean[tf.newaxis] @ matrix
     matrix = matrix * jitter.contrast
     offset = (1.0 - jitter.contrast) * jittered_mean[0] + jitter.brightness + jitter.channel_noise
     return matrix, offset
+
+
+def hue_rotation(hue):
+    """The 3x3 matrix (for column vectors) of a rotation by ``2 pi hue`` about the grey axis (1, 1, 1) of RGB."""
+    angle = 2.0 * math.pi * tf.cast(hue, tf.float32)
+    axis = np.full(3, 1.0 / math.sqrt(3.0), np.float32)
+    cross = tf.constant([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    # Rodrigues' formula.
+    return tf.cos(angle) * tf.eye(3) + tf.sin(angle) * cross + (1.0 - tf.cos(angle)) * np.outer(axis, axis)
 
 
 def apply_color(image, jitter):
@@ -266,37 +350,57 @@ def augment(image, label_values, to_train_ids, seed, crop_size, config, mean_rgb
 
 
 def reference_scale_crop(image, label, geometry, crop_size, mean_rgb):
-    """Straightforward geometry: resize the whole image, pad with mean/ignore, crop the window, flip.
+    """Straightforward geometry: resize the whole image, cut the crop window, flip, pad with mean/ignore.
 
     Same arguments as `scale_crop` (label: any integer dtype; padding uses 255); returns the full crop window.
     """
+    image, label, paddings = _reference_window(image, label, geometry, crop_size)
+    return reference_pad(image, label, paddings, mean_rgb)
+
+
+def _reference_window(image, label, geometry, crop_size):
+    """The part of the crop window inside the whole resized image, flipped, and the paddings that complete it."""
     image = tf.image.resize(tf.cast(image, tf.float32), geometry.scaled_size)
     label = tf.image.resize(label[..., tf.newaxis], geometry.scaled_size, method="nearest")[..., 0]
-    _, _, before, after = _valid_window(geometry, crop_size)
-    paddings = tf.stack([before, after], axis=1)
-    start = tf.maximum(geometry.offset, 0)
-    mean = tf.constant(mean_rgb, tf.float32)
-    image = tf.pad(image[start[0]:, start[1]:] - mean, tf.concat([paddings, [[0, 0]]], 0)) + mean
-    label = tf.pad(tf.cast(label[start[0]:, start[1]:], tf.int32), paddings, constant_values=IGNORE_LABEL)
-    image, label = image[: crop_size[0], : crop_size[1]], label[: crop_size[0], : crop_size[1]]
+    start, end, before, after = _valid_window(geometry, crop_size)
+    image, label = image[start[0]:end[0], start[1]:end[1]], tf.cast(label[start[0]:end[0], start[1]:end[1]], tf.int32)
     image = tf.where(geometry.flip, tf.reverse(image, [1]), image)
     label = tf.where(geometry.flip, tf.reverse(label, [1]), label)
-    return image, label
+    before_x = tf.where(geometry.flip, after[1], before[1])
+    after_x = tf.where(geometry.flip, before[1], after[1])
+    paddings = tf.stack([tf.stack([before[0], after[0]]), tf.stack([before_x, after_x])])
+    return image, label, paddings
+
+
+def reference_pad(image, label, paddings, mean_rgb):
+    """`pad` with `tf.pad`: the image padded with ``mean_rgb``, the label with the ignore label."""
+    mean = tf.constant(mean_rgb, tf.float32)
+    image = tf.pad(image - mean, tf.concat([paddings, [[0, 0]]], 0)) + mean
+    return image, tf.pad(label, paddings, constant_values=IGNORE_LABEL)
 
 
 def reference_color(image, jitter):
-    """Colour jitter with the `tf.image` ops one after another (HSV hue and saturation), on 0-255 floats."""
-    image = image / 255.0
-    image = tf.image.adjust_saturation(image, jitter.saturation)
-    image = tf.image.adjust_hue(image, jitter.hue)
+    """The colour jitter of `color_matrix` one step after another, on 0-255 floats.
+
+    Saturation blends with `tf.image.rgb_to_grayscale`'s luma, hue rotates every pixel about the grey axis, contrast
+    is `tf.image.adjust_contrast`, then brightness and channel noise are added and the result clipped: the same
+    definition as `apply_color`, without folding the steps into one matrix.
+    """
+    grey = tf.image.rgb_to_grayscale(image)
+    image = grey + jitter.saturation * (image - grey)
+    image = tf.einsum("hwc,dc->hwd", image, hue_rotation(jitter.hue))
     image = tf.image.adjust_contrast(image, jitter.contrast)
-    image = image * 255.0 + jitter.brightness + jitter.channel_noise
+    image = image + jitter.brightness + jitter.channel_noise
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
 def reference_augment(image, label_values, to_train_ids, seed, crop_size, config, mean_rgb):
-    """The straightforward version of `augment` (same arguments and draws): the input benchmark's baseline."""
+    """The straightforward version of `augment` (same arguments and draws): the input benchmark's baseline.
+
+    Like `augment`, the colour jitter sees only the image inside the crop window (its contrast uses their mean) and
+    the padding added after it is exactly ``mean_rgb``.
+    """
     geometry, jitter = sample(seed, tf.shape(image)[:2], crop_size, config)
-    image, label = reference_scale_crop(image, to_train_ids(label_values), geometry, crop_size, mean_rgb)
-    image = reference_color(image, jitter)
+    image, label, paddings = _reference_window(image, to_train_ids(label_values), geometry, crop_size)
+    image, label = reference_pad(reference_color(image, jitter), label, paddings, mean_rgb)
     return tf.ensure_shape(image, [*crop_size, 3]), tf.ensure_shape(label, crop_size)

