@@ -8,7 +8,8 @@ from absl import flags
 
 from contextnet_tf import cli
 from contextnet_tf.cli import check_choices, option
-from contextnet_tf.data.augment import PAPER_SCALE_RANGE
+from contextnet_tf.data import splits
+from contextnet_tf.data.augment import AUGMENTATIONS, PAPER_SCALE_RANGE
 from contextnet_tf.data.labels import DATASET_NAMES
 from contextnet_tf.models import ABLATION_NAMES, MODEL_NAMES
 from contextnet_tf.training.presets import PRESETS
@@ -50,6 +51,10 @@ class TrainConfig:
                                    syntax="size")
     scale_range: tuple[float, float] = option(PAPER_SCALE_RANGE, "Random rescaling range min,max of the "
                                               "augmentation.", syntax="floats")
+    augment: str = option("both_papers", "Named augmentation (contextnet_tf.data.augment.AUGMENTATIONS: flip and "
+                          "colour ops; --scale_range and --crop set the geometry): each paper's list "
+                          "(contextnet_paper, fast_scnn_paper), both_papers, camvid_strong (ours) or none.",
+                          choices=tuple(AUGMENTATIONS))
     input_scale: float = option(1.0, "The scale the model is meant to run at: images are resized by this factor "
                                 "before the network (recorded in the model; validation runs at it).")
     optimizer: str = option("rmsprop", "Optimiser: rmsprop (ContextNet) or sgd (Fast-SCNN).", choices=OPTIMIZERS)
@@ -79,8 +84,12 @@ class TrainConfig:
                                      "slower; what exact resume needs on GPUs).")
     cache: bool = option(False, "Cache decoded training images in memory.")
     label_source: str = option("fine", "Label source: fine or another source the data module offers (coarse).")
-    train_split: str = option("train", "Training split (e.g. train, train+val).")
-    val_split: str = option("val", "Validation split.")
+    train_split: str = option("train", "Training split (e.g. train, train+val; CamVid also trainval-0006R0, see "
+                              "docs/data.md).")
+    val_split: str = option("val", "Validation split (CamVid also sequence:0006R0).")
+    holdout_sequence: str | None = option(None, "CamVid: hold this video sequence out of training and validate on "
+                                          "it (train_split trainval-SEQ, val_split sequence:SEQ); 0006R0 is the "
+                                          "recommended one.")
     eval_every: int = option(1000, "Validate every N steps (0: only at the end; negative: never).")
     eval_batch_size: int = option(1, "Batch size of validation (full images).")
     eval_max_images: int | None = option(None, "Validate on at most N images (unset: all).")
@@ -115,6 +124,8 @@ class TrainConfig:
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be positive, got {self.steps}")
         _check_values(self)
+        if self.holdout_sequence is not None:
+            _resolve_holdout(self)
 
     @classmethod
     def from_preset(cls, preset=None, **overrides):
@@ -185,6 +196,19 @@ def _check_values(config):
             raise ValueError(f"{name} must be positive when set, got {getattr(config, name)!r}")
 
 
+def _resolve_holdout(config):
+    """Sets train_split and val_split from holdout_sequence (`splits.holdout_splits`); refuses other splits."""
+    if config.dataset != "camvid":
+        raise ValueError(f"holdout_sequence is for the camvid dataset (its file names start with their video "
+                         f"sequence), not {config.dataset}")
+    train_split, val_split = splits.holdout_splits(config.holdout_sequence)
+    for name, derived, default in (("train_split", train_split, "train"), ("val_split", val_split, "val")):
+        if getattr(config, name) not in (default, derived):
+            raise ValueError(f"holdout_sequence={config.holdout_sequence} sets {name} to {derived}; leave "
+                             f"{name} ({getattr(config, name)}) unset")
+        object.__setattr__(config, name, derived)
+
+
 def define_flags(names=None, help_overrides=None, flag_values=flags.FLAGS):
     """Defines the absl flags of `TrainConfig`'s fields (all, or `names`), unset by default so that a preset's values
     and the dataclass defaults apply; `REQUIRED_FLAGS` among them are required. Returns {name: FlagHolder}."""
@@ -201,7 +225,11 @@ def from_flags(holders, **extra):
 
 
 def command_args(config):
-    """The `experiments/train.py` flags that reproduce `config`: `REQUIRED_FLAGS`, the preset and the steps, then
-    every field that differs from the preset (or the defaults) with those steps."""
-    reference = TrainConfig.from_preset(config.preset, **({} if config.steps is None else {"steps": config.steps}))
-    return cli.command_args(config, reference, always=(*REQUIRED_FLAGS, "preset", "steps"))
+    """The `experiments/train.py` flags that reproduce `config`: `REQUIRED_FLAGS`, the preset, the steps and the
+    held-out sequence, then every field that differs from the preset (or the defaults) with those (so the splits a
+    held-out sequence sets are not repeated)."""
+    given = {} if config.steps is None else {"steps": config.steps}
+    if config.holdout_sequence is not None:
+        given.update(dataset=config.dataset, holdout_sequence=config.holdout_sequence)
+    reference = TrainConfig.from_preset(config.preset, **given)
+    return cli.command_args(config, reference, always=(*REQUIRED_FLAGS, "preset", "steps", "holdout_sequence"))

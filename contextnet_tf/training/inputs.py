@@ -4,17 +4,27 @@ Step ``s`` belongs to epoch ``e = s // steps_per_epoch``. Each epoch reads a fre
 seeded with ``hash(seed, e)`` (its own shuffle and augmentation draws, deterministic), so resuming at step ``s``
 rebuilds epoch ``e``'s pipeline and skips the ``s % steps_per_epoch`` batches already consumed: at most one epoch of
 input is replayed, never the whole run. The pipeline repeats, so an epoch never runs short, whatever the sharding.
+
+The augmentation is the run's own: `augment_config` (the named `TrainConfig.augment` with the run's scale range).
 """
+
+import dataclasses
 
 import numpy as np
 
 from contextnet_tf import data
+from contextnet_tf.data.augment import AUGMENTATIONS
 from contextnet_tf.training.distribute import local_replicas
 
 
 def epoch_seed(seed, epoch):
     """The data seed of one epoch, a 31-bit integer derived from (seed, epoch)."""
     return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0] % (2**31 - 1))
+
+
+def augment_config(config):
+    """The `data.AugmentConfig` a run trains with: ``AUGMENTATIONS[config.augment]`` at ``config.scale_range``."""
+    return dataclasses.replace(AUGMENTATIONS[config.augment], scale_range=tuple(config.scale_range))
 
 
 def _make_epoch_dataset(config, input_context, epoch, skip, take):
@@ -31,6 +41,7 @@ def _make_epoch_dataset(config, input_context, epoch, skip, take):
         cache=config.cache,
         input_context=input_context,
         scale_range=tuple(config.scale_range),
+        augment_config=augment_config(config),
         label_source=config.label_source,
     )
     # One step takes one per-replica batch for each replica this pipeline feeds.
