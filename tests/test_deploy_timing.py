@@ -118,7 +118,7 @@ def test_benchmark_program_runs_under_jax(tmp_path):
 
 @pytest.mark.parametrize(
     "flag, message",
-    [("--resolutions=64by128", "HEIGHTxWIDTH"), ("--model=nope.keras", "'nope.keras' does not exist")],
+    [("--resolutions=64by128", "expected HxW"), ("--model=nope.keras", "'nope.keras' does not exist")],
 )
 def test_benchmark_program_bad_flags_are_clear_errors(tmp_path, flag, message):
     result, _ = run_benchmark_program(tmp_path, flag, "--resolutions=64x128" if "resol" not in flag else flag)

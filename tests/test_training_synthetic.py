@@ -13,6 +13,7 @@ import sys
 
 import cv2
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -81,7 +82,10 @@ def test_synthetic_city_training_run(tmp_path):
     best = json.loads((workdir / "best.json").read_text())
     assert best["miou"] == max(r["miou"] for r in val_records)
     best_model = keras.saving.load_model(workdir / "best.keras", compile=False)
-    assert best_model.input_shape == (None, 128, 256, 3) and not isinstance(best_model.output, dict)
+    # Saved for use, not for training: any input size, no auxiliary heads, and the recipe in its config.
+    assert best_model.input_shape == (None, None, None, 3) and not isinstance(best_model.output, dict)
+    assert best_model.get_config()["aux"] is False and best_model.get_config()["dataset"] == "synthetic"
+    assert best_model(np.zeros((1, 96, 200, 3), np.float32)).shape[:3] == (1, 96, 200)
 
     # experiments/evaluate.py on the final model reproduces the run's evaluation.
     metrics_path = tmp_path / "metrics.json"
