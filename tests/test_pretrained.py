@@ -50,6 +50,10 @@ def test_pretrained_model_is_its_network_and_matches_its_card(name):
     assert metrics["plain"]["dataset"] == "camvid" and metrics["plain"]["num_images"] == 101
     scale = metrics["plain"]["scales"]
     assert len(scale) == 1 and not metrics["plain"]["flip"]
+    # The file carries what the card says: its input scale, variant and the dataset's classes (issue 15).
+    config = model.get_config()
+    assert config["input_scale"] == scale[0] and config["variant"] == MODELS[name] and config["num_classes"] == 11
+    assert list(config["class_names"]) == list(data.get_info("camvid").class_names)
     single = "single scale" if scale == [1.0] else f"single scale, input resized x{scale[0]:g}"
     assert f"**{100 * metrics['plain']['miou']:.1f}%** ({single})" in card
     for class_name, iou in metrics["plain"]["class_iou"].items():
