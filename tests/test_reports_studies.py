@@ -148,7 +148,11 @@ def test_train_study_run_reuses_a_finished_run(tmp_path):
     runs = str(tmp_path / "runs")
     first = studies.train_study_run(runs, "detail", config)
     assert first.workdir == os.path.join(runs, "detail")
-    assert 0.0 <= first.miou <= 1.0 and first.train_seconds > 0
+    confusion = np.asarray(first.metrics["confusion_matrix"], np.float64)  # the mIoU is that of its own matrix
+    union = confusion.sum(0) + confusion.sum(1) - np.diag(confusion)
+    assert first.miou == pytest.approx(np.mean(np.diag(confusion)[union > 0] / union[union > 0]))
+    # Both val images, less their ignored pixels (the synthetic city has some).
+    assert first.train_seconds > 0 and 0.5 * 2 * 64 * 128 < confusion.sum() == first.metrics["num_pixels"] <= 2 * 64 * 128
     assert first.model.name == "cn14_detail"
     with open(os.path.join(first.workdir, "metrics.jsonl")) as f:
         lines_before = f.read()
