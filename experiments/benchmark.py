@@ -18,7 +18,7 @@ import sys
 from absl import app, flags
 
 from contextnet_tf.deploy import speed
-from contextnet_tf import cli, data
+from contextnet_tf import cli, data, program
 from contextnet_tf.deploy import timing
 
 MODEL = flags.DEFINE_string("model", "fast_scnn", "Variant name or path of a .keras model.")
@@ -47,6 +47,10 @@ def main(argv):
     for mode in MODES.value:
         if mode not in timing.MODES:
             raise app.UsageError(f"--modes: unknown mode {mode!r}; choose from {', '.join(timing.MODES)}")
+    for flag, path in (("output", OUTPUT.value), ("markdown", MARKDOWN.value)):
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder and not os.path.isdir(folder):  # checked before the benchmark, not after it
+            raise ValueError(f"--{flag} {path}: the folder {folder} does not exist")
     resolutions = RESOLUTIONS.value
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     timing.set_threads(THREADS.value)
@@ -76,4 +80,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    program.run(main)  # a user error (bad file, flag or value) ends it in one line

@@ -10,9 +10,9 @@ cores with the defaults. See docs/data.md for the numbers.
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
-from contextnet_tf import cli
+from contextnet_tf import cli, program
 from contextnet_tf.data import throughput
 
 DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset root in the Cityscapes layout.", required=True)
@@ -42,4 +42,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    program.run(main)  # a user error (bad file, flag or value) ends it in one line

@@ -8,9 +8,9 @@ Writes benchmark_train.json and benchmark_train.md to --out_dir and prints the m
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
-from contextnet_tf import cli
+from contextnet_tf import cli, program
 from contextnet_tf.training import step_speed
 
 MODELS = flags.DEFINE_list("models", ["fast_scnn", "cn14"], "Networks to time.")
@@ -40,4 +40,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    program.run(main)  # a user error (bad file, flag or value) ends it in one line

@@ -12,14 +12,20 @@ batch norms). After writing, the artifact is reloaded in a new process and compa
 relative to the logits' scale, labels equal wherever the reference is not a near-tie; int8: label agreement
 reported); the report is printed as one JSON line and the program exits non-zero when a check fails. See
 docs/export.md.
+
+The flags and --output are checked before the model loads: a user error (a bad flag value, a missing or corrupt
+file, an --output that cannot be written) ends the program with one line naming it and status 1 (--verbose shows the
+traceback).
 """
 
+import glob
 import logging
+import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
-from contextnet_tf import cli
+from contextnet_tf import cli, program
 from contextnet_tf.deploy import export
 from contextnet_tf.deploy import export_check
 
@@ -45,22 +51,51 @@ CHECK_IMAGES = flags.DEFINE_string("check_images", None,
                                    "random images says little, give real ones).")
 
 
+EXTENSIONS = {"tflite": ".tflite", "tflite_int8": ".tflite", "onnx": ".onnx"}
+
+
+def check_output(path, fmt):
+    """Raises ValueError naming --output unless the `fmt` export can be written at `path` (before any work)."""
+    extension = EXTENSIONS.get(fmt)
+    if extension is None:  # saved_model: a folder
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"--output {path} is a file; a SavedModel is a folder (give a new folder path)")
+    else:
+        if os.path.isdir(path):
+            raise ValueError(f"--output {path} is a folder; --format={fmt} writes one file, e.g. "
+                             f"{os.path.join(path, 'model' + extension)}")
+        if not path.endswith(extension):
+            raise ValueError(f"--output {path}: a --format={fmt} file name must end with {extension}")
+    existing = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"--output {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ValueError(f"--output {path} cannot be written ({existing}: permission denied)")
+
+
 def main(argv):
     del argv
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    check_output(OUTPUT.value, FORMAT.value)
+    input_size = cli.parse_size(INPUT_SIZE.value, "input_size") if INPUT_SIZE.value else None
+    if input_size and FORMAT.value == "saved_model":
+        raise ValueError("--input_size is for tflite, tflite_int8 and onnx: the SavedModel takes any size")
+    if FORMAT.value == "tflite_int8" and not CALIBRATION_IMAGES.value:
+        raise ValueError("--format=tflite_int8 needs --calibration_images (a glob of real images)")
+    for flag, pattern in (("calibration_images", CALIBRATION_IMAGES.value), ("check_images", CHECK_IMAGES.value)):
+        if pattern and not glob.glob(pattern):
+            raise ValueError(f"--{flag}: no file matches {pattern!r}")
+    model = export.load_model(MODEL.value, None, NUM_CLASSES.value, WEIGHTS.value)
+    if FORMAT.value != "saved_model":
+        input_size = input_size or export.default_input_size(model)
+    calibration = None
+    if FORMAT.value == "tflite_int8":
+        calibration = export.representative_images(CALIBRATION_IMAGES.value, input_size, CALIBRATION_COUNT.value)
+    head = "logits" if FORMAT.value == "saved_model" else HEAD.value
+    os.makedirs(os.path.dirname(os.path.abspath(OUTPUT.value)), exist_ok=True)
     try:
-        input_size = cli.parse_size(INPUT_SIZE.value, "input_size") if INPUT_SIZE.value else None
-        if input_size and FORMAT.value == "saved_model":
-            raise ValueError("--input_size is for tflite, tflite_int8 and onnx: the SavedModel takes any size")
-        model = export.load_model(MODEL.value, None, NUM_CLASSES.value, WEIGHTS.value)
-        if FORMAT.value != "saved_model":
-            input_size = input_size or export.default_input_size(model)
-        calibration = None
-        if FORMAT.value == "tflite_int8":
-            if not CALIBRATION_IMAGES.value:
-                raise ValueError("--format=tflite_int8 needs --calibration_images (a glob of real images)")
-            calibration = export.representative_images(CALIBRATION_IMAGES.value, input_size, CALIBRATION_COUNT.value)
-        head = "logits" if FORMAT.value == "saved_model" else HEAD.value
         export.export(model, OUTPUT.value, FORMAT.value, head, calibration, input_size, fold=FOLD.value)
         scale = export.input_scale(model)
         size = "any size" if input_size is None else cli.format_size(input_size)
@@ -69,12 +104,14 @@ def main(argv):
             return
         images = export_check.check_images(model, FORMAT.value, CHECK_IMAGES.value, input_size=input_size)
         report = export_check.verify_export(model, OUTPUT.value, FORMAT.value, images, head)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        sys.exit(f"export.py: error: {error}")
+    except RuntimeError as error:  # another Keras backend; the fresh process could not reload the export
+        if flags.FLAGS.verbose:
+            raise
+        program.fail(str(error))
     print(export_check.format_report(report))
     if not report["passed"]:
         sys.exit(f"export.py: the {FORMAT.value} export does not match the Keras model (see the report above)")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    program.run(main)  # a user error (bad file, flag or value) ends it in one line

@@ -6,9 +6,9 @@
 `data.make_dataset("synthetic", "/tmp/synthetic_city", "train", training=True, batch_size=8)`.
 """
 
-from absl import app, flags
+from absl import flags
 
-from contextnet_tf import cli, data
+from contextnet_tf import cli, data, program
 
 OUT_DIR = flags.DEFINE_string("out_dir", None, "Root folder to write.", required=True)
 NUM_TRAIN = flags.DEFINE_integer("num_train", 100, "Training images.")
@@ -32,4 +32,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    program.run(main)  # a user error (bad file, flag or value) ends it in one line

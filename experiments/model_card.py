@@ -6,8 +6,9 @@
 See `contextnet_tf.reports.model_card` for what is written.
 """
 
-from absl import app, flags
+from absl import flags
 
+from contextnet_tf import program
 from contextnet_tf.reports import model_card
 
 RUN = flags.DEFINE_string("run", None, "Training run folder (experiments/train.py --workdir).", required=True)
@@ -39,4 +40,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    program.run(main)  # a user error (bad file, flag or value) ends it in one line

@@ -7,9 +7,9 @@ Runs in about a minute on a 2-core CPU (it builds every model once per resolutio
 
 import json
 
-from absl import app, flags
+from absl import flags
 
-from contextnet_tf import MODEL_NAMES, cli, data
+from contextnet_tf import MODEL_NAMES, cli, data, program
 from contextnet_tf.reports import summary
 
 MODELS = flags.DEFINE_list("models", list(MODEL_NAMES), "Model names to tabulate.")
@@ -31,4 +31,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    program.run(main)  # a user error (bad file, flag or value) ends it in one line

@@ -18,7 +18,12 @@ measured fps on each frame; --start, --stride and --max_frames pick the frames. 
 (decode, network and encode overlapped) and the network's alone (contextnet_tf.evaluation.video).
 
 The palette and the input scale come from the model (`model.palette`, `model.input_scale`); --dataset colours a model
-that carries no palette, --scales overrides the scale.
+that carries no palette, --scales overrides the scale. --format=labelids writes the label ids of --dataset (default:
+the model's own dataset) and is refused up front when the model's classes are not that dataset's (a 19-class
+Cityscapes model has no CamVid label ids).
+
+The input, the output and the flags are checked before the model loads; a user error ends the program with one line
+naming the file or flag and status 1 (--verbose shows the traceback).
 """
 
 import os
@@ -91,12 +96,36 @@ def predict_video(model):
           f"{summary.serial_fps:.2f} fps")
 
 
+def check_output_dir(path):
+    """Raises ValueError naming --output_dir unless PNGs can be written under `path` (checked before the model
+    loads)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--output_dir {path} is a file, not a folder")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"--output_dir {path}: {existing} is a file, so the folder cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--output_dir {path} cannot be written ({existing}: permission denied)")
+
+
+def label_ids_info(model):
+    """The dataset whose label ids --format=labelids writes: --dataset when given, else the model's own (else
+    Cityscapes); refused unless the model predicts that dataset's classes (`prediction.check_label_ids`)."""
+    info = data.get_info(DATASET.value) if DATASET.value else dataset_info(model)
+    try:
+        prediction.check_label_ids(model, info, name=MODEL.value)
+    except ValueError as error:
+        asked = f" --dataset={DATASET.value}" if DATASET.value else ""
+        raise ValueError(f"--format=labelids{asked}: {error}") from None
+    return info
+
+
 def predict_images(model):
-    if FORMAT.value not in prediction.FORMATS:
-        raise ValueError(f"--format={FORMAT.value} is for videos; images take {', '.join(prediction.FORMATS)}")
+    info = label_ids_info(model) if FORMAT.value == "labelids" else dataset_info(model)
     written = prediction.predict_files(
-        model, INPUT.value, OUTPUT_DIR.value, FORMAT.value, dataset_info(model), flip=FLIP.value,
-        scales=scales(model),
+        model, INPUT.value, OUTPUT_DIR.value, FORMAT.value, info, flip=FLIP.value, scales=scales(model),
     )
     print(f"wrote {len(written)} {FORMAT.value} PNGs to {OUTPUT_DIR.value}")
 
@@ -115,6 +144,13 @@ def main(argv):
     else:
         if not OUTPUT_DIR.value:
             raise ValueError(f"{INPUT.value} is not a video: pass --output_dir=DIR for the PNGs")
+        if FORMAT.value not in prediction.FORMATS:
+            raise ValueError(f"--format={FORMAT.value} is for videos; images take {', '.join(prediction.FORMATS)}")
+        # The input and the output are checked before the model loads, to fail fast.
+        if not prediction.list_images(INPUT.value):
+            raise ValueError(f"--input {INPUT.value}: no image files ({', '.join(prediction.IMAGE_EXTENSIONS)}) "
+                             "in this folder or below it")
+        check_output_dir(OUTPUT_DIR.value)
         predict_images(load_model(MODEL.value))
 
 

@@ -11,8 +11,9 @@ The training flags are `TrainConfig`'s (generated from its fields, as in experim
 
 import logging
 
-from absl import app, flags
+from absl import flags
 
+from contextnet_tf import program
 from contextnet_tf.pruning import schedule as prune_schedule
 from contextnet_tf.training import config as config_lib
 
@@ -33,11 +34,11 @@ FINETUNE_LR = flags.DEFINE_float("finetune_lr", None, "Base learning rate of the
 def main(argv):
     del argv
     logging.getLogger().setLevel(logging.INFO)
+    config = config_lib.from_flags(TRAIN_FLAGS, steps=WIDE_STEPS.value)  # impossible values name their flag
     try:
-        config = config_lib.from_flags(TRAIN_FLAGS, steps=WIDE_STEPS.value)
         widths = [float(w) for w in WIDTHS.value]
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
+    except ValueError:
+        raise ValueError(f"--widths: expected numbers such as 2,1.5,1, got {','.join(WIDTHS.value)!r}") from None
     rows = prune_schedule.run_schedule(config, widths=widths, wide_steps=WIDE_STEPS.value,
                                        finetune_steps=FINETUNE_STEPS.value, finetune_lr=FINETUNE_LR.value)
     print(prune_schedule.markdown_table(rows))
@@ -45,4 +46,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    program.run(main)  # a user error (bad file, flag or value) ends it in one line

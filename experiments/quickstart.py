@@ -20,10 +20,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # A quick start should not open with pages of TensorFlow logs.
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 
-from contextnet_tf import cli  # noqa: E402
+from contextnet_tf import cli, program  # noqa: E402
 from contextnet_tf.reports import quickstart  # noqa: E402
 from contextnet_tf.training import NonFiniteLossError  # noqa: E402
 
@@ -45,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    program.run(main)  # a user error (bad file, flag or value) ends it in one line

@@ -11,33 +11,53 @@ from the latest checkpoint. Quick check on the synthetic city (about 2 minutes o
     python experiments/make_synthetic_city.py --out_dir=/tmp/city ...
     python experiments/train.py --model=fast_scnn --dataset=synthetic --data_dir=/tmp/city --workdir=/tmp/run \
         --steps=300 --batch_size=4 --crop=64x128 --eval_every=100
+
+A user error (an impossible flag value, a --workdir that cannot be written, a run folder whose record differs from
+the flags, a missing --init_from file, a bad data file) ends the program with one line naming the flag or file and
+status 1, checked before anything trains (--verbose shows the traceback). A diverging run stops with status 2.
 """
 
 import logging
+import os
 
-from absl import app
+from absl import flags
 
-from contextnet_tf.training import NonFiniteLossError, config as config_lib, train
+from contextnet_tf import program
+from contextnet_tf.training import DivergenceError, config as config_lib, train
 
 FLAGS = config_lib.define_flags()
+
+
+def check_workdir(path):
+    """Raises ValueError naming --workdir unless a run folder can be created or resumed at `path`."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--workdir {path} is a file, not a run folder")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"--workdir {path}: {existing} is a file, so the run folder cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--workdir {path} cannot be written ({existing}: permission denied)")
 
 
 def main(argv):
     del argv
     logging.getLogger().setLevel(logging.INFO)
-    try:
-        config = config_lib.from_flags(FLAGS)
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
+    config = config_lib.from_flags(FLAGS)  # impossible values: ValueError naming the flag
+    check_workdir(config.workdir)
+    if config.init_from and not os.path.isfile(config.init_from):
+        raise ValueError(f"--init_from {config.init_from} does not exist")
     try:
         result = train(config)
-    except NonFiniteLossError as error:
-        logging.error("%s", error)
-        raise SystemExit(2) from error
+    except DivergenceError as error:
+        if flags.FLAGS.verbose:
+            raise
+        program.fail(str(error), status=2)
     status = "completed" if result.completed else f"stopped at step {result.step} (run again to resume)"
     best = "n/a" if result.best_miou is None else f"{100 * result.best_miou:.2f}% at step {result.best_step}"
     print(f"{config.workdir}: {status}; best val mIoU {best}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    program.run(main)  # a user error (flag, file or run record) ends it in one line

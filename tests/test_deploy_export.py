@@ -79,6 +79,20 @@ def test_saved_model_signatures_take_any_size(saved_model):
         np.testing.assert_array_equal(labels.numpy(), probabilities.numpy().argmax(-1))
 
 
+def test_saved_model_signatures_say_they_want_a_batch_of_rgb_images(saved_model):
+    """An unbatched (h, w, 3) image, RGBA or an empty batch fails with a message saying what the signature wants and
+    the shape given, not inside a resize or a convolution."""
+    loaded = tf.saved_model.load(saved_model)
+    for signature in ("serving_default", "probabilities"):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"image must be a batch \(batch, height, width, 3\).*image\[None\].*\] \[37 53 3\]"):
+            loaded.signatures[signature](image=tf.zeros((37, 53, 3), tf.uint8))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image must be RGB.*RGBA.*\] \[1 37 53 4\]"):
+        loaded.signatures["serving_default"](image=tf.zeros((1, 37, 53, 4), tf.uint8))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image must not be empty.*\] \[0 37 53 3\]"):
+        loaded.signatures["serving_default"](image=tf.zeros((0, 37, 53, 3), tf.uint8))
+
+
 def test_saved_model_fresh_process_matches_keras_on_odd_sizes(model, saved_model):
     images = export_check.check_images(model, "saved_model", count=1)
     assert [im.shape[1:3] for im in images] == [export_check.FALLBACK_CHECK_SIZE, *export_check.ODD_SIZES]

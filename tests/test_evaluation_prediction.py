@@ -108,3 +108,26 @@ def test_predict_cli(image_folder, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     labels = cv2.imread(str(tmp_path / "out" / "a.png"), cv2.IMREAD_UNCHANGED)
     assert labels.shape == (70, 90) and labels.max() < 11  # CamVid: train ids
+
+
+def test_labelids_need_a_model_of_the_datasets_classes(image_folder, tmp_path):
+    """Label ids are written only for the dataset whose classes the model predicts: a 19-class Cityscapes model has no
+    CamVid label ids, an 11-class model none of Cityscapes, and a CamVid model none of a same-size other table."""
+    from contextnet_tf.models import dataset_recipe
+
+    cityscapes = build_model("fast_scnn", **dataset_recipe(data.get_info("cityscapes")))
+    camvid_info = data.get_info("camvid")
+    with pytest.raises(ValueError, match=r"model 'fs.keras' \(trained on cityscapes\) predicts 19 classes, which do "
+                                         r"not map to camvid's label ids \(11 classes\)"):
+        prediction.check_label_ids(cityscapes, camvid_info, name="'fs.keras'")
+    with pytest.raises(ValueError, match="predicts 11 classes, which do not map to cityscapes's label ids"):
+        prediction.check_label_ids(build_model("fast_scnn", num_classes=11), INFO)
+    renamed = build_model("fast_scnn", num_classes=11, dataset="camvid",
+                          class_names=[f"class{i}" for i in range(11)], palette=camvid_info.palette)
+    with pytest.raises(ValueError, match="other classes than camvid's label ids are for"):
+        prediction.check_label_ids(renamed, camvid_info)
+    with pytest.raises(ValueError, match="camvid's label ids"):  # predict_files checks before writing anything
+        prediction.predict_files(cityscapes, str(image_folder), str(tmp_path / "out"), "labelids", camvid_info)
+    assert not (tmp_path / "out").exists()
+    prediction.check_label_ids(cityscapes, data.get_info("synthetic"))  # the same classes and ids: fine
+    prediction.check_label_ids(build_model("fast_scnn", num_classes=11), camvid_info)

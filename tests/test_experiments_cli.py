@@ -14,6 +14,8 @@ from contextnet_tf.models import dataset_recipe
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVALUATE_PY = os.path.join(REPO, "experiments", "evaluate.py")
 TRAIN_PY = os.path.join(REPO, "experiments", "train.py")
+PREDICT_PY = os.path.join(REPO, "experiments", "predict.py")
+EXPORT_PY = os.path.join(REPO, "experiments", "export.py")
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +123,35 @@ def test_train_keeps_the_run_record_and_refuses_impossible_values(city, tmp_path
         bad = _run([*base[:4], f"--workdir={tmp_path / 'other'}", "--steps=2", flag], env)
         assert bad.returncode != 0 and text in bad.stderr, (flag, bad.stderr[-2000:])
         assert not (tmp_path / "other" / "config.json").exists()
+
+
+def test_train_and_export_check_their_output_before_anything_runs(city, tmp_path, env):
+    """A --workdir or --output that cannot be created (under a file) ends the program in one line naming the flag,
+    before the data is read or the model loads (the model named does not even exist)."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    line = _one_line_error(_run([TRAIN_PY, "--model=fast_scnn", "--dataset=synthetic", f"--data_dir={city}",
+                                 f"--workdir={blocker}/run", "--steps=2", "--crop=64x96"], env), "train.py")
+    assert f"--workdir {blocker}/run" in line and "is a file" in line
+    assert blocker.read_text() == "not a folder"
+    line = _one_line_error(_run([EXPORT_PY, "--model=/nowhere.keras", "--format=saved_model",
+                                 f"--output={blocker}/saved_model"], env), "export.py")
+    assert f"--output {blocker}/saved_model" in line and "is a file, not a folder" in line
+
+
+def test_predict_refuses_labelids_the_model_cannot_write_and_an_empty_input(city, models, tmp_path, env):
+    images = os.path.dirname(data.list_examples("synthetic", city, "val")[0][0])
+    output_dir = tmp_path / "out"
+    # A 19-class model (trained on the synthetic city, Cityscapes classes) asked for CamVid label ids.
+    line = _one_line_error(_run([PREDICT_PY, f"--model={models['synthetic']}", f"--input={images}",
+                                 f"--output_dir={output_dir}", "--format=labelids", "--dataset=camvid"], env),
+                           "predict.py")
+    assert "--format=labelids --dataset=camvid" in line and models["synthetic"] in line
+    assert "(trained on synthetic) predicts 19 classes, which do not map to camvid's label ids (11 classes)" in line
+    assert not output_dir.exists()
+    # An input folder without images: said before the model loads (the model named does not exist).
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = _one_line_error(_run([PREDICT_PY, "--model=/nowhere.keras", f"--input={empty}",
+                                 f"--output_dir={output_dir}"], env), "predict.py")
+    assert f"--input {empty}: no image files" in line

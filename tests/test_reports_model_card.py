@@ -161,3 +161,36 @@ def test_evaluate_py_runs_a_model_at_its_own_input_scale(finished_run, tmp_path)
     assert stored["scales"] == [1.5] and stored["confusion_matrix"] == result["plain"]["confusion_matrix"]
     stdout, stored = evaluate_py("--scales=1")
     assert "input scale" not in stdout and stored["scales"] == [1.0]
+
+
+def test_card_of_a_run_resumed_with_changes_shows_each_change_and_says_the_command_alone_does_not_reproduce_it(
+        finished_run, tmp_path):
+    """A run resumed with --allow_changes: its card lists each recorded change (setting, from, to, step), gives the
+    command of the resumption, and says the start command alone does not reproduce the weights."""
+    import dataclasses
+    import shutil
+
+    from contextnet_tf.training.run_dir import RunDir
+
+    config, _ = finished_run
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(config.workdir, run_dir)
+    # The record train() appends when resumed after step 4 with --steps=6 --lr=0.01 --allow_changes.
+    resumed = dataclasses.replace(config, workdir=run_dir, steps=6, lr=0.01, allow_changes=True)
+    run = RunDir(run_dir)
+    changes = run.check_resume(resumed, 4)
+    assert changes == {"steps": (4, 6), "lr": (0.045, 0.01)}
+    run.record(resumed, 4, changes)
+    assert model_card.changes_section(config, []) == ""
+
+    out = str(tmp_path / "pretrained")
+    model_card.publish(run_dir, "tiny", out, log=lambda *_: None)
+    card = open(os.path.join(out, "tiny.md")).read()
+    assert "**resumed with changed settings**" in card and "this command alone does not reproduce" in card
+    assert "| 4 | `steps` | 4 | 6 |" in card and "| 4 | `lr` | 0.045 | 0.01 |" in card
+    assert "(step 6)" in card and "| training | 4 steps" in card
+    assert "(as started; lr, steps changed during the run" in card
+    start, resume = [block.split("```")[0] for block in card.split("```bash\n")[1:3]]
+    assert "--steps=4" in start and "--allow_changes" not in start and "--lr" not in start
+    assert resume.startswith("# resumed after step 4\npython experiments/train.py")
+    assert "--steps=6" in resume and "--lr=0.01" in resume and "--allow_changes" in resume

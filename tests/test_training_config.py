@@ -1,6 +1,8 @@
-"""Tests of contextnet_tf.training.config and presets: the papers' recipes, overrides, JSON round trip."""
+"""Tests of contextnet_tf.training.config and presets: the papers' recipes, overrides, JSON round trip, impossible values
+refused when the config is made or the flags are read."""
 
 import dataclasses
+import math
 
 import pytest
 from absl import flags
@@ -149,3 +151,94 @@ def test_scale_range_default_is_the_papers_one_constant():
     assert TrainConfig().scale_range == PAPER_SCALE_RANGE == AugmentConfig().scale_range == (0.5, 2.0)
     for preset in PRESETS.values():
         assert preset["scale_range"] is PAPER_SCALE_RANGE
+
+
+# Impossible values, each refused when the config is made (so by train.py before anything runs), with a message that
+# names the field, which is also the flag's name.
+IMPOSSIBLE_VALUES = [
+    (dict(lr=0.0), "lr must be positive, got 0.0"),
+    (dict(lr=-1.0), "lr must be positive, got -1.0"),
+    (dict(lr=float("nan")), "lr must be a finite number, got nan"),
+    (dict(lr=float("inf")), "lr must be a finite number, got inf"),
+    (dict(steps=0), "steps must be positive, got 0"),
+    (dict(steps=-5), "steps must be positive, got -5"),
+    (dict(steps=None, epochs=0), "set steps or a positive number of epochs"),
+    (dict(steps=None, epochs=-1.0), "set steps or a positive number of epochs"),
+    (dict(batch_size=0), "batch_size must be positive, got 0"),
+    (dict(batch_size=-2), "batch_size must be positive, got -2"),
+    (dict(crop=(64,)), r"crop must be \(height, width\)"),
+    (dict(crop=(64, 64, 3)), r"crop must be \(height, width\)"),
+    (dict(crop=(16, 64)), "each at least 32"),
+    (dict(scale_range=(2.0, 0.5)), r"scale_range must be min,max with 0 < min <= max, got \(2.0, 0.5\)"),
+    (dict(scale_range=(0.0, 1.0)), "scale_range must be min,max with 0 < min <= max"),
+    (dict(scale_range=(0.5, 1.0, 2.0)), "scale_range must be min,max"),
+    (dict(scale_range=(0.5, float("inf"))), "scale_range must be a finite number"),
+    (dict(momentum=1.0), r"momentum must be in \[0, 1\), got 1.0"),
+    (dict(momentum=-0.1), r"momentum must be in \[0, 1\)"),
+    (dict(lr=0.01, end_lr=0.1), r"end_lr \(0.1\) must not exceed lr \(0.01\)"),
+    (dict(end_lr=-1e-4), "end_lr must be zero or positive"),
+    (dict(lr_power=-0.9), "lr_power must be zero or positive"),
+    (dict(weight_decay=-4e-5), "weight_decay must be zero or positive"),
+    (dict(aux_weight=-0.4), "aux_weight must be zero or positive"),
+    (dict(width=0.0), "width must be positive"),
+    (dict(input_scale=0.0), "input_scale must be positive"),
+    (dict(eval_scales=(1.0, 0.0)), "eval_scales must be positive numbers"),
+    (dict(checkpoint_every=0), "checkpoint_every must be positive"),
+    (dict(keep_checkpoints=0), "keep_checkpoints must be positive"),
+    (dict(log_every=0), "log_every must be positive"),
+    (dict(eval_batch_size=0), "eval_batch_size must be positive"),
+    (dict(eval_max_images=0), "eval_max_images must be positive when set"),
+    (dict(stop_at_step=0), "stop_at_step must be positive when set"),
+    (dict(num_prediction_images=-1), "num_prediction_images must be zero or positive"),
+    (dict(optimizer="adam"), "optimizer must be one of rmsprop, sgd, got 'adam'"),
+    (dict(holdout_sequence="0006R0"), "holdout_sequence is for the camvid dataset"),
+]
+
+
+@pytest.mark.parametrize("bad, message", IMPOSSIBLE_VALUES, ids=[",".join(bad) for bad, _ in IMPOSSIBLE_VALUES])
+def test_impossible_values_are_refused_naming_the_field(bad, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{"steps": 10, **bad})
+
+
+def test_boundary_values_that_a_run_can_use_are_accepted():
+    config = TrainConfig(steps=1, batch_size=1, crop=(32, 32), scale_range=(1.0, 1.0), momentum=0.0, end_lr=0.045,
+                         lr_power=0.0, weight_decay=0.0, aux_weight=0.0, num_prediction_images=0, eval_every=-1,
+                         keep_checkpoints=1, checkpoint_every=1, log_every=1)
+    assert (config.steps, config.batch_size, config.crop, config.scale_range) == (1, 1, (32, 32), (1.0, 1.0))
+    assert TrainConfig(steps=None, epochs=0.5).total_steps(100) == math.ceil(0.5 * (100 // 8))
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--lr=-1", "lr must be positive, got -1.0"),
+        ("--lr=0", "lr must be positive, got 0.0"),
+        ("--steps=0", "steps must be positive, got 0"),
+        ("--batch_size=0", "batch_size must be positive, got 0"),
+        ("--scale_range=2,0.5", r"scale_range must be min,max with 0 < min <= max, got \(2.0, 0.5\)"),
+        ("--momentum=1", r"momentum must be in \[0, 1\)"),
+        ("--lr=inf", "lr must be a finite number"),
+        ("--eval_scales=0.5,0", "eval_scales must be positive"),
+    ],
+)
+def test_impossible_flag_values_are_refused_when_the_flags_are_read(flag, message):
+    """What experiments/train.py does with its flags (`config.from_flags`), in process: the error names the flag."""
+    args = ["--model=fast_scnn", "--dataset=synthetic", "--data_dir=d", "--workdir=w", "--preset=fast_scnn_paper"]
+    with pytest.raises(ValueError, match=message):
+        _parse_train_command([*args, "--steps=10", flag])  # a repeated flag: the last value counts
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--crop=abc", r"--crop=abc: expected HxW such as 352x480, got 'abc'"),
+        ("--crop=64", r"--crop=64: expected HxW such as 352x480, got '64'"),
+        ("--crop=0x64", r"--crop=0x64: expected HxW with positive height and width"),
+        ("--scale_range=a,b", r"--scale_range=a,b: expected numbers separated by commas"),
+        ("--batch_size=two", r"--batch_size=two"),
+    ],
+)
+def test_malformed_flag_values_are_refused_by_the_parser_naming_the_flag(flag, message):
+    with pytest.raises(flags.IllegalFlagValueError, match=message):
+        _parse_train_command(["--model=cn14", "--dataset=camvid", "--data_dir=d", "--workdir=w", flag])

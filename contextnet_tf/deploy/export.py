@@ -232,6 +232,33 @@ def _sizes(image, scale):
     return size, tf.maximum(scaled, MIN_SIDE)
 
 
+def _check_batch(image):
+    """`image` after run-time checks that it is a non-empty RGB batch (batch, h, w, 3), each failing with a message
+    that says so and shows the shape given.
+
+    A SavedModel signature checks the dtype but not the rank: an unbatched (h, w, 3) image reaches the graph, which
+    would fail in a resize or a convolution. A check on ``tf.shape(image)`` does not help either, since TensorFlow
+    infers rank 4 from the signature and folds it to a constant; the shape is passed through a serialise / parse
+    round trip that no shape inference sees through, so the checks see the shape actually given.
+    """
+    import tensorflow as tf
+
+    shape = tf.io.parse_tensor(tf.io.serialize_tensor(tf.shape(image, out_type=tf.int32)), tf.int32)
+    checks = []
+    for ok, message in (
+        (tf.equal(tf.size(shape), 4),
+         "image must be a batch (batch, height, width, 3) of uint8 RGB images: add the batch axis to one "
+         "(height, width, 3) image (image[None], tf.expand_dims(image, 0)); got shape"),
+        (tf.reduce_all(tf.equal(shape[-1:], 3)),
+         "image must be RGB, (batch, height, width, 3): not greyscale, not RGBA; got shape"),
+        (tf.reduce_all(shape > 0), "image must not be empty (zero batch, height or width); got shape"),
+    ):
+        with tf.control_dependencies(checks):  # in this order: the rank is reported first
+            checks.append(tf.debugging.Assert(ok, [message, shape], summarize=8))
+    with tf.control_dependencies(checks):
+        return tf.identity(image)
+
+
 def _check_label_range(num_classes):
     if num_classes > 256:
         raise ValueError(f"uint8 label maps hold at most 256 classes, the model has {num_classes}")
@@ -260,6 +287,8 @@ def export_saved_model(model, path, fold=True):
     Signatures (both take ``image``: uint8 (batch, h, w, 3), any h, w >= 1):
         ``serving_default`` -> ``{"labels": uint8 (batch, h, w)}``;
         ``probabilities`` -> ``{"probabilities": float32 (batch, h, w, classes)}``.
+    Another shape (an unbatched (h, w, 3) image, greyscale, RGBA, zero size) fails with an ``InvalidArgumentError``
+    whose message says what the signature wants and shows the shape given (`_check_batch`).
     """
     _require_tensorflow()
     import tensorflow as tf
@@ -271,22 +300,13 @@ def export_saved_model(model, path, fold=True):
     probabilities_fn, _ = serving_function(network, "prob", scale)
     spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")
 
-    def checked(image):
-        # Concrete signatures check the dtype and the rank but not the sizes: say what is wrong before a convolution does.
-        checks = [
-            tf.debugging.assert_equal(
-                tf.shape(image)[-1], 3, message="image must be RGB (batch, height, width, 3): not grey, not RGBA"
-            ),
-            tf.debugging.assert_positive(tf.size(image), message="image must not be empty (zero batch/height/width)"),
-        ]
-        with tf.control_dependencies(checks):
-            return tf.identity(image)
-
     archive = keras.export.ExportArchive()
     archive.track(network)
-    archive.add_endpoint("serving_default", lambda image: {"labels": labels_fn(checked(image))}, input_signature=[spec])
     archive.add_endpoint(
-        "probabilities", lambda image: {"probabilities": probabilities_fn(checked(image))}, input_signature=[spec]
+        "serving_default", lambda image: {"labels": labels_fn(_check_batch(image))}, input_signature=[spec]
+    )
+    archive.add_endpoint(
+        "probabilities", lambda image: {"probabilities": probabilities_fn(_check_batch(image))}, input_signature=[spec]
     )
     archive.write_out(path, verbose=False)
     return path

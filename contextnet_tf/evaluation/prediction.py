@@ -11,7 +11,8 @@ Output formats of `predict_files`:
 * ``labelids``: single-channel uint8 label PNGs; for Cityscapes (and the synthetic city) the official label ids
   (`*_labelIds.png` convention: road = 7, ...) that the Cityscapes test server and `cityscapesscripts` read, for
   other datasets the train ids. Files keep the input's name (``.png``) and relative folder, e.g.
-  ``OUT/berlin/berlin_000000_000019_leftImg8bit.png``.
+  ``OUT/berlin/berlin_000000_000019_leftImg8bit.png``. The model must predict the dataset's own classes
+  (`check_label_ids`): a 19-class Cityscapes model has no CamVid label ids.
 """
 
 import dataclasses
@@ -55,6 +56,46 @@ def model_dataset_info(model, dataset=None):
         category_names=base.category_names if same_classes else None,
         class_to_category=base.class_to_category if same_classes else None,
     )
+
+
+def model_classes(model):
+    """The number of classes `model` predicts (`num_classes` of a `SegmentationModel`, else its logits' channels)."""
+    classes = getattr(model, "num_classes", None)
+    if classes is None:
+        output = model.output["logits"] if isinstance(model.output, dict) else model.output
+        classes = output.shape[-1]
+    return int(classes)
+
+
+def check_label_ids(model, info, name=None):
+    """Raises ValueError unless the ``labelids`` PNGs of `info`'s dataset can be written from `model`'s classes.
+
+    The label ids of a dataset (Cityscapes' official ids, CamVid's train ids) are defined for its own train classes:
+    the model must predict exactly those, as many and (when it carries its class names) the same ones in the same
+    order, and the dataset must be one whose ids are known (`data.DATASET_NAMES`). The message names the model (`name`,
+    e.g. its file; default its Keras name) and the dataset.
+    """
+    name = name or repr(model.name)
+    trained_on = getattr(model, "dataset", None)
+    origin = f" (trained on {trained_on})" if trained_on else ""
+    if info.name not in data.DATASET_NAMES:
+        raise ValueError(
+            f"label ids are defined for {', '.join(data.DATASET_NAMES)}; model {name}{origin} names no such dataset: "
+            "name the dataset whose label ids to write (predict.py: --dataset)"
+        )
+    classes = model_classes(model)
+    if classes != info.num_classes:
+        raise ValueError(
+            f"model {name}{origin} predicts {classes} classes, which do not map to {info.name}'s label ids "
+            f"({info.num_classes} classes): write the label ids of {trained_on or 'the dataset it was trained on'}"
+        )
+    names = getattr(model, "class_names", None)
+    if names is not None and list(names) != list(info.class_names):
+        differ = [f"{a} / {b}" for a, b in zip(names, info.class_names) if a != b]
+        raise ValueError(
+            f"model {name}{origin} predicts other classes than {info.name}'s label ids are for "
+            f"({', '.join(differ[:3])}): write the label ids of {trained_on or 'the dataset it was trained on'}"
+        )
 
 
 def default_scales(model):
@@ -208,9 +249,14 @@ def predict_files(model, input_path, output_dir, fmt, info, flip=False, scales=N
 
     Returns:
         The list of written paths.
+
+    Raises:
+        ValueError: ``labelids`` of a dataset whose classes are not the model's (`check_label_ids`).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "labelids":
+        check_label_ids(model, info)
     predictor = Predictor(model, flip=flip, scales=scales)
     written = []
     for path, relative in list_images(input_path):

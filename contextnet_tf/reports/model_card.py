@@ -11,17 +11,21 @@ test-time augmentation given), and writes into `out_dir`:
   `experiments/predict.py`, `experiments/export.py` and `contextnet_tf.load_model` (it carries its classes,
   palette and input scale);
 * ``{name}.md``: the model card: data, the exact training command, recipe, steps, wall time and hardware, val mIoU
-  with the per-class table, the evaluation command, how to use it, limits;
+  with the per-class table, the evaluation command, how to use it, limits; for a run resumed with changed settings
+  (``--allow_changes``: the run's ``config_changes.jsonl``), which setting changed from what to what at which step,
+  and the command of each resumption;
 * ``{name}.json``: the evaluation metrics (`contextnet_tf.evaluation.metrics` format, both settings);
 * ``{name}_curve.png``: the training curve (train loss, val mIoU during training).
 """
 
+import dataclasses
+import json
 import os
 import shlex
 
 import tensorflow as tf
 
-from contextnet_tf import data
+from contextnet_tf import cli, data
 from contextnet_tf.evaluation import metrics as evaluation
 from contextnet_tf.models import load_model
 from contextnet_tf.models.profiling import count_trainable_params
@@ -30,6 +34,8 @@ from contextnet_tf.reports.plots import plot_training_curve
 from contextnet_tf.reports.tables import iou_table
 from contextnet_tf.training import TrainConfig
 from contextnet_tf.training import config as config_lib
+from contextnet_tf.training.run_dir import RunDir
+
 
 def read_config(run_dir):
     """The run's resolved `TrainConfig` (from ``config.json``), with a clear error for a folder that is not a run."""
@@ -45,6 +51,56 @@ def train_command(config):
     preset plus every field that differs from it; booleans as ``--flag`` / ``--noflag``)."""
     args = [shlex.quote(arg) for arg in config_lib.command_args(config)]
     return " \\\n    ".join(["python experiments/train.py", *args])
+
+
+def read_config_changes(run_dir):
+    """The records of the run's ``config_changes.jsonl`` (settings changed on resume with ``--allow_changes``), oldest
+    first: ``[{"step", "changes": {name: {"from", "to"}}, "time"}]``; empty for a run trained as it started."""
+    return RunDir(run_dir, chief=False).config_changes()
+
+
+def config_after(config, records):
+    """`config` with the changes of `records` (`read_config_changes`) applied: the settings in force after them."""
+    fields = json.loads(config.to_json())
+    for record in records:
+        fields.update({name: change["to"] for name, change in record["changes"].items()})
+    return TrainConfig(**fields)
+
+
+def _flag_text(name, value):
+    field = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
+    return "unset" if value is None else cli.flag_text(value, field.metadata.get("syntax"))
+
+
+def changes_section(config, records):
+    """The card's markdown for a run resumed with changed settings: a table of each change (step, setting, from, to)
+    and the command of each resumption; '' for a run without changes."""
+    if not records:
+        return ""
+    rows = [
+        f"| {record['step']} | `{name}` | {_flag_text(name, change['from'])} | {_flag_text(name, change['to'])} |"
+        for record in records
+        for name, change in record["changes"].items()
+    ]
+    commands = []
+    for index, record in enumerate(records):
+        resumed = dataclasses.replace(config_after(config, records[: index + 1]), allow_changes=True)
+        commands.append(f"# resumed after step {record['step']}\n{train_command(resumed)}")
+    newline = "\n"
+    return f"""## Settings changed during the run
+
+The run was resumed with `--allow_changes` and other settings ({len(records)} time{"s" if len(records) > 1 else ""},
+recorded in the run's `config_changes.jsonl`). Each change took effect after the step shown: the steps up to it were
+trained with the settings before it.
+
+| step | setting | from | to |
+|---|---|---|---|
+{newline.join(rows)}
+
+```bash
+{(newline * 2).join(commands)}
+```
+"""
 
 
 def training_wall_time(run_dir):
@@ -104,7 +160,9 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
         raise ValueError(f"checkpoint must be 'final' or 'best', got {checkpoint!r}")
     if input_scale is not None and not input_scale > 0:
         raise ValueError(f"input_scale must be positive, got {input_scale!r}")
-    config = read_config(run_dir)
+    config = read_config(run_dir)  # the settings the run started with
+    records = read_config_changes(run_dir)
+    final = config_after(config, records)  # the settings in force at the end (config itself without changes)
     model_path = os.path.join(run_dir, f"{checkpoint}.keras")
     if not os.path.exists(model_path):
         raise FileNotFoundError(f"{model_path} does not exist: has the run in {run_dir} finished?")
@@ -132,11 +190,15 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
     metrics_path = os.path.join(out_dir, f"{name}.json")
     evaluation.write_json({"plain": plain, **({"tta": tta, "tta_setting": tta_label} if tta else {})}, metrics_path)
     curve_path = os.path.join(out_dir, f"{name}_curve.png")
-    plot_training_curve(os.path.join(run_dir, "metrics.jsonl"), curve_path, plain["miou"], config.steps)
+    plot_training_curve(os.path.join(run_dir, "metrics.jsonl"), curve_path, plain["miou"], final.steps)
 
     seconds = training_wall_time(run_dir)
     num_train = len(data.list_examples(config.dataset, config.data_dir, config.train_split))
-    steps = config.total_steps(num_train)
+    steps = config.total_steps(num_train)  # as planned when the run started
+    if final.train_split != config.train_split:
+        final_steps = final.total_steps(len(data.list_examples(final.dataset, final.data_dir, final.train_split)))
+    else:
+        final_steps = final.total_steps(num_train)  # the steps the weights were trained for
     hardware = hardware or describe(environment())
     eval_command = (f"python experiments/evaluate.py --model={keras_path} --dataset={config.dataset} "
                     f"--data_dir={data_dir} --split={split}")
@@ -147,6 +209,12 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
         "records it (`input_scale` in its config) and evaluate.py, predict.py and the exports use it; `--scales` "
         "overrides")
     origin = f"fine-tuned from `{config.init_from}`" if config.init_from else "trained from scratch"
+    changed = sorted({name for record in records for name in record["changes"]})
+    changed_note = (f" (as started; {', '.join(changed)} changed during the run: see *Settings changed during the "
+                    "run*)") if records else ""
+    command_note = ("The run was started with this command and **resumed with changed settings** "
+                    "(`--allow_changes`, see *Settings changed during the run* below): this command alone does not "
+                    "reproduce these weights.\n\n") if records else ""
     card = f"""# {name}
 
 `{config.model}` ({count_trainable_params(model):,} parameters) {origin} on {config.dataset}
@@ -158,19 +226,20 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
 | pixel accuracy | {100 * plain['pixel_accuracy']:.1f}% |
 | input | float32 RGB in [0, 255], any size{size_note} |
 | output | logits, {info.num_classes} classes: {", ".join(info.class_names)} |
-| weights | `{checkpoint}.keras` of the run (step {steps}) |
+| weights | `{checkpoint}.keras` of the run (step {final_steps}) |
 | training | {steps} steps ({steps * config.batch_size / num_train:.0f} epochs) of batch {config.batch_size}, \
 crops {config.crop[0]}x{config.crop[1]}, random scale {config.scale_range[0]:g}-{config.scale_range[1]:g}, flips and \
 colour jitter; {config.optimizer} lr {config.lr:g} poly {config.lr_power:g}, momentum {config.momentum:g}, \
-L2 {config.weight_decay:g}, auxiliary losses {config.aux_weight:g}{_extras(config)} |
+L2 {config.weight_decay:g}, auxiliary losses {config.aux_weight:g}{_extras(config)}{changed_note} |
 | wall time | {"unknown" if seconds is None else f"{seconds / 60:.0f} minutes"} on {hardware} |
 
 ## Training command
 
-```bash
+{command_note}```bash
 {train_command(config)}
 ```
 
+{changes_section(config, records)}
 ![training curve]({os.path.basename(curve_path)})
 
 ## Evaluation

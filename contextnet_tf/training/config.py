@@ -176,7 +176,11 @@ class TrainConfig:
 
 def _check_values(config):
     """Raises ValueError naming the first field (also its flag) whose value no run can use."""
-    # NaN fails every comparison, so "not value > 0" also refuses it.
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ValueError(f"{field.name} must be a finite number, got {value!r}")
     for name in ("lr", "width", "checkpoint_every", "keep_checkpoints", "log_every", "eval_batch_size"):
         if not getattr(config, name) > 0:
             raise ValueError(f"{name} must be positive, got {getattr(config, name)!r}")
