@@ -20,9 +20,13 @@ adjustments that make one process and two workers see identical numbers:
   pipeline (global batches) and keeps its half of each batch;
 * dropout: masks drawn per worker cannot match one process's; the classifier's dropout rate is set to 0 and the run
   has no auxiliary heads (``--aux_weight=0``).
+
+A finished process ends through `_leave_together` (for speed: TensorFlow's multi-worker teardown waits on
+heartbeat timeouts); a failing one exits the normal way.
 """
 
 import json
+import logging
 import os
 import runpy
 import signal
@@ -59,8 +63,40 @@ def _child_main(argv):
                                                  labels[index * share:(index + 1) * share]))
 
     inputs._make_epoch_dataset = this_workers_half
+    # Each run's batch generator lives until the process ends (`_leave_together`): torn down when the training loop
+    # returns, a worker's multi-worker input iterator can block 10-20 s once the chief has finished.
+    open_batches, make_batches = [], inputs.train_batches
+
+    def kept_batches(*args, **kwargs):
+        open_batches.append(make_batches(*args, **kwargs))
+        return open_batches[-1]
+
+    inputs.train_batches = kept_batches
     sys.argv = [TRAIN_PY, *argv]
-    runpy.run_path(TRAIN_PY, run_name="__main__")
+    try:
+        runpy.run_path(TRAIN_PY, run_name="__main__")
+    except SystemExit as end:
+        if end.code not in (None, 0):
+            raise  # a failure exits the normal way
+    _leave_together(argv)
+
+
+def _leave_together(argv):
+    """Ends a finished run's process once every worker of its cluster has finished (a file per worker beside the run
+    folder), without Python's and TensorFlow's exit: a multi-worker process that exits normally waits 10-20 s for a
+    peer that has gone to stop sending heartbeats."""
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", [])
+    if cluster:
+        workdir = next(arg.split("=", 1)[1] for arg in argv if arg.startswith("--workdir="))
+        task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+        open(f"{workdir}.done{task}", "w").close()
+        deadline = time.time() + 120
+        while time.time() < deadline and not all(os.path.exists(f"{workdir}.done{i}") for i in range(len(cluster))):
+            time.sleep(0.05)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _free_ports(count):
