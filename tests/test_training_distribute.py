@@ -74,7 +74,9 @@ def _child_main():
             "max_weight_diff_unsynced": max(float(np.max(np.abs(a - b))) for a, b in zip(single, unsynced)),
             "max_weight_change": max(float(np.max(np.abs(a - b))) for a, b in zip(single, before)),
         }
-    print("REPORT " + json.dumps(report))
+    print("REPORT " + json.dumps(report), flush=True)
+    sys.stderr.flush()
+    os._exit(0)  # the report is out; TensorFlow's teardown of the strategies would add a few seconds
 
 
 @pytest.mark.slow  # a child process that traces three training steps with collectives (30 s on an idle machine)
