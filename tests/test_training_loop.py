@@ -27,6 +27,11 @@ def city(tmp_path_factory):
     return str(root)
 
 
+# The smallest network (the detail branch alone, 23 layers): a train() call with it costs about a quarter of one with
+# Fast-SCNN (tracing the train step dominates). For the tests where the network plays no part.
+SMALLEST = "cn14-detail"
+
+
 def _config(city, workdir, **overrides):
     fields = dict(
         model="fast_scnn", dataset="synthetic", data_dir=city, workdir=str(workdir), steps=6, batch_size=2,
@@ -52,7 +57,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(city, tmp_pat
 
     monkeypatch.setattr(data, "make_dataset", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"diverged at step 4: ce is nan.*resumes from .*ckpt-2"):
-        train(_config(city, tmp_path))
+        train(_config(city, tmp_path, model=SMALLEST))
     checkpoint_dir = tmp_path / "checkpoints"
     assert tf.train.latest_checkpoint(str(checkpoint_dir)).endswith("ckpt-2")
     assert not (checkpoint_dir / "ckpt-4.index").exists()
@@ -130,7 +135,7 @@ def test_mixed_precision_bfloat16_trains(city, tmp_path):
 
 
 def test_class_weighting_is_computed_once_and_stored(city, tmp_path):
-    config = _config(city, tmp_path, steps=2, class_weighting="median_frequency")
+    config = _config(city, tmp_path, model=SMALLEST, steps=2, class_weighting="median_frequency")
     train(config)
     with open(os.path.join(str(tmp_path), "class_weights.json")) as f:
         stored = json.load(f)
@@ -204,17 +209,17 @@ def test_exploding_loss_stops_and_keeps_the_checkpoint_from_before_it(city, tmp_
 
 def test_run_record_is_append_only(city, tmp_path):
     workdir = tmp_path / "run"
-    killed = train(_config(city, workdir, stop_at_step=2))
+    killed = train(_config(city, workdir, model=SMALLEST, stop_at_step=2))
     assert not killed.completed and killed.step == 2
     config_json = (workdir / "config.json").read_bytes()
     # Fewer steps than done (killed at 2 of 6, asked for 1): nothing to do, nothing written.
-    short = train(_config(city, workdir, steps=1))
+    short = train(_config(city, workdir, model=SMALLEST, steps=1))
     assert short.step == 2 and not short.completed and not (workdir / "final.keras").exists()
     with pytest.raises(loop.RunRecordError, match=r"lr 0.045 -> 0.01.*seed 3 -> 4.*--allow_changes"):
-        train(_config(city, workdir, lr=0.01, seed=4))
+        train(_config(city, workdir, model=SMALLEST, lr=0.01, seed=4))
     assert (workdir / "config.json").read_bytes() == config_json
     # Allowed: trained to the end with the new lr, the change recorded at step 2, config.json untouched.
-    done = train(_config(city, workdir, lr=0.01, log_every=2, allow_changes=True))
+    done = train(_config(city, workdir, model=SMALLEST, lr=0.01, log_every=2, allow_changes=True))
     assert done.completed and done.step == 6
     assert (workdir / "config.json").read_bytes() == config_json
     (change,) = loop.RunDir(str(workdir)).config_changes()
@@ -224,7 +229,7 @@ def test_run_record_is_append_only(city, tmp_path):
     final = workdir / "final.keras"
     stamp = (final.stat().st_mtime_ns, (workdir / "metrics.jsonl").read_bytes())
     for steps in (6, 3):
-        again = train(_config(city, workdir, lr=0.01, steps=steps))
+        again = train(_config(city, workdir, model=SMALLEST, lr=0.01, steps=steps))
         assert again.completed and again.step == 6 and again.model is not None
     assert (final.stat().st_mtime_ns, (workdir / "metrics.jsonl").read_bytes()) == stamp
     assert len(loop.RunDir(str(workdir)).config_changes()) == 1
