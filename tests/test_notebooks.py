@@ -17,15 +17,15 @@ NOTEBOOKS = os.path.join(REPO, "notebooks")
 # Each trained network costs a model build, a traced train step, a validation and two saves (10-30 s on two busy
 # cores) whatever its steps, and each timed model, resolution and path a build and a trace or a TFLite conversion
 # (about 12 s). So the smoke versions train and time as few networks, resolutions and paths as still run every
-# cell's code.
+# cell's code, and the pruning schedule prunes the smallest network (the detail branch alone, 23 layers).
 COMMON = dict(DATASET="synthetic", DATA_ROOT=None, STEPS=2, BATCH_SIZE=2, CROP=(64, 128))
 SMOKE = {
     "model_zoo": dict(RESOLUTIONS=["64x128"]),
     "contextnet_resolution": dict(COMMON, MODELS=["cn14", "cn124"], FPS_RESOLUTION="64x128", FPS_FRAMES=2),
     "contextnet_branches": dict(COMMON, NUM_IMAGES=1),
     "fast_scnn_ablations": dict(COMMON, FPS_RESOLUTIONS=["96x192", "64x128", "32x64"], FPS_FRAMES=2, NUM_IMAGES=1),
-    "pruning": dict(DATASET="synthetic", DATA_ROOT=None, WIDE_STEPS=2, FINETUNE_STEPS=1, FINETUNE_LR=0.001,
-                    BATCH_SIZE=2, CROP=(64, 128)),
+    "pruning": dict(DATASET="synthetic", DATA_ROOT=None, MODEL="cn14-detail", WIDE_STEPS=2, FINETUNE_STEPS=1,
+                    FINETUNE_LR=0.001, BATCH_SIZE=2, CROP=(64, 128)),
     "runtime": dict(MODELS=["fast_scnn"], RESOLUTIONS=["32x64"],
                     PATHS=["keras_unfolded", "keras_folded", "tflite"], FRAMES=2, BURN_IN=1),
 }
