@@ -3,14 +3,20 @@ multi_worker`) run `experiments/train.py` on the synthetic city. Their first ste
 one process gives on it (to float rounding), and after one worker is killed mid-run, restarting both resumes from the
 chief's newest readable checkpoint and ends with the losses and state of an uninterrupted two-worker run.
 
-Beyond step 1 one process and two workers drift apart (measured: weights differ by 4e-4 after step 1 but by 40% of
-step 2's change after step 2, with the same global batches). That is rounding amplified by the training itself, not
-a distribution bug (measured 2026-12-03 with a 2-replica MirroredStrategy in one process): one device alone, its
-weights nudged by 1e-6 after step 1, drifts by 1.5e-3 at step 2 and 9e-3 at step 3, exactly as much as the 2-replica
-run (1.4e-3, 9.0e-3); started from the one-device state (weights, batch-norm statistics, optimiser slots), each
-replicated step reproduces the one-device step to 3.6e-7, with SGD without momentum or L2 as well. The growth sits in
-depthwise kernels feeding batch norm on nearly flat channels (tiny batch, random data). So the comparison with one
-process is made where it is meaningful, at step 1, and the resume is compared with an uninterrupted two-worker run.
+The network is the smallest, cn14-detail (ContextNet's detail branch alone: convolutions, depthwise separable
+convolutions and batch norm, 23 layers): tracing the train step is most of each process's time, and it traces in a
+quarter of Fast-SCNN's. Fast-SCNN passes the same checks in twice the test's time (step-1 weight difference from one
+process: Fast-SCNN 4e-4, cn14-detail 5e-5, against a bound of 1e-3 of the largest weight).
+
+Beyond step 1 one process and two workers drift apart (measured with Fast-SCNN: weights differ by 4e-4 after step 1
+but by 40% of step 2's change after step 2, with the same global batches). That is rounding amplified by the training
+itself, not a distribution bug (measured 2026-12-03 with a 2-replica MirroredStrategy in one process): one device
+alone, its weights nudged by 1e-6 after step 1, drifts by 1.5e-3 at step 2 and 9e-3 at step 3, exactly as much as
+the 2-replica run (1.4e-3, 9.0e-3); started from the one-device state (weights, batch-norm statistics, optimiser
+slots), each replicated step reproduces the one-device step to 3.6e-7, with SGD without momentum or L2 as well. The
+growth sits in depthwise kernels feeding batch norm on nearly flat channels (tiny batch, random data). So the
+comparison with one process is made where it is meaningful, at step 1, and the resume is compared with an
+uninterrupted two-worker run.
 
 Each process runs this file as a script (``--child``), which runs `experiments/train.py` unchanged after two test-only
 adjustments that make one process and two workers see identical numbers:
@@ -49,10 +55,10 @@ TRAIN_IMAGES = 4 * STEPS
 def _child_main(argv):
     import tensorflow as tf
 
-    from contextnet_tf.models import fast_scnn
+    from contextnet_tf.models import contextnet, fast_scnn
     from contextnet_tf.training import inputs
 
-    fast_scnn.DROPOUT = 0.0
+    contextnet.DROPOUT = fast_scnn.DROPOUT = 0.0
     one_process_pipeline = inputs._make_epoch_dataset
 
     def this_workers_half(config, input_context, epoch, skip, take):
@@ -161,7 +167,7 @@ def _max_difference(a, b, prefix):
 WEIGHTS = "optimizer/_trainable_variables/"  # where the checkpoint stores the model's trainable weights
 
 
-@pytest.mark.slow  # three rounds of TensorFlow processes (minutes on two busy cores)
+@pytest.mark.slow  # three rounds of TensorFlow processes (about a minute on two idle cores)
 def test_two_workers_match_one_process_and_resume_after_a_kill(tmp_path):
     from contextnet_tf import data
     from contextnet_tf.training import checkpoints
@@ -170,7 +176,7 @@ def test_two_workers_match_one_process_and_resume_after_a_kill(tmp_path):
     data.generate_synthetic_city(city, num_train=TRAIN_IMAGES, num_val=2, image_size=(64, 128), seed=3)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", TMPDIR=str(tmp_path),
                CONTEXTNET_CACHE_DIR=str(tmp_path / "cache"))
-    common = ["--model=fast_scnn", "--dataset=synthetic", f"--data_dir={city}", f"--steps={STEPS}", "--batch_size=4",
+    common = ["--model=cn14-detail", "--dataset=synthetic", f"--data_dir={city}", f"--steps={STEPS}", "--batch_size=4",
               "--crop=64x128", "--aux_weight=0", "--eval_every=-1", "--checkpoint_every=1", f"--keep_checkpoints={STEPS}",
               "--log_every=1", "--noprogress", "--seed=7"]
 
