@@ -12,11 +12,6 @@ from contextnet_tf.models.profiling import count_trainable_params
 from contextnet_tf.training import TrainConfig
 
 
-# The smallest network (ContextNet's detail branch alone, 23 layers): each stage is a full training run, whose cost
-# is mostly tracing the train step, a quarter of cn14's with it; the schedule does not depend on the network.
-MODEL = "cn14-detail"
-
-
 @pytest.fixture(scope="module")
 def city(tmp_path_factory):
     root = tmp_path_factory.mktemp("city")
@@ -25,7 +20,7 @@ def city(tmp_path_factory):
 
 
 def test_schedule_runs_end_to_end_and_each_stage_is_the_width_build(city, tmp_path):
-    config = TrainConfig(model=MODEL, dataset="synthetic", data_dir=city, workdir=str(tmp_path / "prune"),
+    config = TrainConfig(model="cn14-160", dataset="synthetic", data_dir=city, workdir=str(tmp_path / "prune"),
                          steps=2, batch_size=2, crop=(64, 128), eval_every=0, checkpoint_every=100, progress=False,
                          num_prediction_images=0)
     rows = prune_schedule.run_schedule(config, wide_steps=3, finetune_steps=2, finetune_lr=0.01)
@@ -33,7 +28,7 @@ def test_schedule_runs_end_to_end_and_each_stage_is_the_width_build(city, tmp_pa
     assert [r["lr"] for r in rows] == [config.lr, 0.01, 0.01, 0.01]
     assert [r["steps"] for r in rows] == [3, 2, 2, 2]
     for row in rows:
-        expected = count_trainable_params(build_model(MODEL, (64, 128, 3), 19, width=row["width"]))
+        expected = count_trainable_params(build_model("cn14-160", (64, 128, 3), 19, width=row["width"]))
         assert row["params"] == expected
         assert row["miou"] is not None and 0.0 <= row["miou"] <= 1.0
         assert os.path.exists(os.path.join(row["workdir"], "final.keras"))
