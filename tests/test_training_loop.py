@@ -124,7 +124,8 @@ def test_killed_run_resumes_to_the_same_weights(city, tmp_path):
 
 
 def test_mixed_precision_bfloat16_trains(city, tmp_path):
-    config = _config(city, tmp_path, steps=2, mixed_precision=True, precision="bfloat16", aux_weight=0.0)
+    config = _config(city, tmp_path, model=SMALLEST, steps=2, mixed_precision=True, precision="bfloat16",
+                     aux_weight=0.0)
     assert loop.precision_policy(config) == "mixed_bfloat16"
     result = train(config)
     assert result.completed and np.isfinite(_records(str(tmp_path))[-1]["loss"])
@@ -196,7 +197,7 @@ def test_exploding_loss_stops_and_keeps_the_checkpoint_from_before_it(city, tmp_
 
     monkeypatch.setattr(loop.optim, "poly_schedule", exploding)
     with pytest.raises(loop.DivergenceError, match=r"diverged at step 5: .*step 4 on were discarded.*ckpt-2") as error:
-        train(_config(city, tmp_path, steps=8))
+        train(_config(city, tmp_path, model=SMALLEST, steps=8))
     assert "nan" not in str(error.value).split("(lr")[0]  # caught by its size, not as NaN
     checkpoint_dir = tmp_path / "checkpoints"
     # ckpt-4 held finite but wrecked weights (step 4's update); only ckpt-2 is left.
