@@ -12,6 +12,7 @@ This module imports nothing from the package, so any layer may use it.
 """
 
 import dataclasses
+import os
 import types
 import typing
 
@@ -279,3 +280,23 @@ def command_args(config, reference=None, always=()):
         else:
             args.append(f"--{field.name}={flag_text(value, field.metadata.get('syntax'))}")
     return args
+
+
+def nearest_existing(path):
+    """The nearest existing path at or above `path` (absolute): where a folder or file at `path` would be created."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    return existing
+
+
+def check_folder_flag(path, flag, noun="folder"):
+    """Raises ValueError naming `--flag` unless a `noun` (a folder) can be created or reused at `path`, before any
+    long work: not a file, no file on the way, and writable."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--{flag} {path} is a file, not a {noun}")
+    existing = nearest_existing(path)
+    if not os.path.isdir(existing):
+        raise ValueError(f"--{flag} {path}: {existing} is a file, so the {noun} cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--{flag} {path} cannot be written ({existing}: permission denied)")

@@ -66,9 +66,7 @@ def check_output(path, fmt):
                              f"{os.path.join(path, 'model' + extension)}")
         if not path.endswith(extension):
             raise ValueError(f"--output {path}: a --format={fmt} file name must end with {extension}")
-    existing = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
+    existing = cli.nearest_existing(os.path.dirname(os.path.abspath(path)))
     if not os.path.isdir(existing):
         raise ValueError(f"--output {path}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):

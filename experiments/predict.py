@@ -30,7 +30,7 @@ import os
 
 from absl import flags
 
-from contextnet_tf import data, load_model, program
+from contextnet_tf import cli, data, load_model, program
 from contextnet_tf.evaluation import prediction, video
 
 MODEL = flags.DEFINE_string("model", None, "Path of a .keras model.", required=True)
@@ -96,20 +96,6 @@ def predict_video(model):
           f"{summary.serial_fps:.2f} fps")
 
 
-def check_output_dir(path):
-    """Raises ValueError naming --output_dir unless PNGs can be written under `path` (checked before the model
-    loads)."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"--output_dir {path} is a file, not a folder")
-    existing = os.path.abspath(path)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise ValueError(f"--output_dir {path}: {existing} is a file, so the folder cannot be created")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--output_dir {path} cannot be written ({existing}: permission denied)")
-
-
 def label_ids_info(model):
     """The dataset whose label ids --format=labelids writes: --dataset when given, else the model's own (else
     Cityscapes); refused unless the model predicts that dataset's classes (`prediction.check_label_ids`)."""
@@ -150,7 +136,7 @@ def main(argv):
         if not prediction.list_images(INPUT.value):
             raise ValueError(f"--input {INPUT.value}: no image files ({', '.join(prediction.IMAGE_EXTENSIONS)}) "
                              "in this folder or below it")
-        check_output_dir(OUTPUT_DIR.value)
+        cli.check_folder_flag(OUTPUT_DIR.value, "output_dir")
         predict_images(load_model(MODEL.value))
 
 

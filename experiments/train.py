@@ -22,30 +22,17 @@ import os
 
 from absl import flags
 
-from contextnet_tf import program
+from contextnet_tf import cli, program
 from contextnet_tf.training import DivergenceError, config as config_lib, train
 
 FLAGS = config_lib.define_flags()
-
-
-def check_workdir(path):
-    """Raises ValueError naming --workdir unless a run folder can be created or resumed at `path`."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"--workdir {path} is a file, not a run folder")
-    existing = os.path.abspath(path)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise ValueError(f"--workdir {path}: {existing} is a file, so the run folder cannot be created")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--workdir {path} cannot be written ({existing}: permission denied)")
 
 
 def main(argv):
     del argv
     logging.getLogger().setLevel(logging.INFO)
     config = config_lib.from_flags(FLAGS)  # impossible values: ValueError naming the flag
-    check_workdir(config.workdir)
+    cli.check_folder_flag(config.workdir, "workdir", "run folder")
     if config.init_from and not os.path.isfile(config.init_from):
         raise ValueError(f"--init_from {config.init_from} does not exist")
     try:
