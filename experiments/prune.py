@@ -6,6 +6,8 @@ fine-tuning after each step (`contextnet_tf.pruning.schedule`).
 
 Each stage writes its own run folder (``stage{i}_w{width}``) with metrics, checkpoints and final.keras; the table
 of parameters and val mIoU per stage is printed and written to ``{workdir}/pruning.json``. Running again resumes.
+``--importance=bn_scaled_l1`` ranks filters by their L1 norm scaled by the following batch norm (ours; the paper's
+L1 is the default).
 The training flags are `TrainConfig`'s (generated from its fields, as in experiments/train.py).
 """
 
@@ -14,6 +16,7 @@ import logging
 from absl import flags
 
 from contextnet_tf import program
+from contextnet_tf.pruning import filters as pruning_filters
 from contextnet_tf.pruning import schedule as prune_schedule
 from contextnet_tf.training import config as config_lib
 
@@ -29,6 +32,10 @@ WIDTHS = flags.DEFINE_list("widths", [f"{w:g}" for w in prune_schedule.PAPER_WID
 WIDE_STEPS = flags.DEFINE_integer("wide_steps", 1000, "Training steps of the widest network.")
 FINETUNE_STEPS = flags.DEFINE_integer("finetune_steps", 300, "Fine-tuning steps after each pruning step.")
 FINETUNE_LR = flags.DEFINE_float("finetune_lr", None, "Base learning rate of the fine-tuning stages (default: --lr).")
+IMPORTANCE = flags.DEFINE_enum("importance", "l1", list(pruning_filters.IMPORTANCES),
+                               "How each pruning step ranks filters: l1, the paper's filter L1 norm; bn_scaled_l1 "
+                               "(ours, not the paper's), the L1 norm times |gamma| / sqrt(moving_var + eps) of the batch "
+                               "norm after the conv (docs/pruning.md).")
 
 
 def main(argv):
@@ -40,7 +47,8 @@ def main(argv):
     except ValueError:
         raise ValueError(f"--widths: expected numbers such as 2,1.5,1, got {','.join(WIDTHS.value)!r}") from None
     rows = prune_schedule.run_schedule(config, widths=widths, wide_steps=WIDE_STEPS.value,
-                                       finetune_steps=FINETUNE_STEPS.value, finetune_lr=FINETUNE_LR.value)
+                                       finetune_steps=FINETUNE_STEPS.value, finetune_lr=FINETUNE_LR.value,
+                                       importance=IMPORTANCE.value)
     print(prune_schedule.markdown_table(rows))
     print(f"wrote {config.workdir}/pruning.json")
 

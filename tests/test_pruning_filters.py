@@ -87,13 +87,19 @@ def _zero_removed_channels(wide, kept):
 
 @pytest.fixture
 def float64():
-    """Builds models in float64 for the duration of a test (the global float type is restored after it)."""
-    previous = keras.config.floatx()
+    """Builds models in float64 for the duration of a test (the global float type and dtype policy are restored).
+
+    Both are set: inputs take their dtype from floatx, layers from the global dtype policy, which Keras fixes from
+    floatx the first time anything asks for it (so setting floatx alone works only in a fresh process).
+    """
+    previous_floatx, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     try:
         yield
     finally:
-        keras.config.set_floatx(previous)
+        keras.config.set_dtype_policy(previous_policy)
+        keras.config.set_floatx(previous_floatx)
 
 
 @pytest.mark.parametrize("name,aux", [("fast_scnn", True), ("cn14", True), ("cn124", False)])
@@ -106,7 +112,7 @@ def test_pruned_equals_wide_with_removed_filters_zeroed(name, aux, float64):
     # comparison differs by 5e-11 at most in any layer and not at all in the (float32) logits. A kept channel copied
     # from the wrong place moves outputs by a large fraction of their scale, far beyond the tolerance below.
     wide = _randomise(build_model(name, SHAPE, num_classes=3, aux=aux, width=1.5), seed=1)
-    assert wide.get_layer("input_scaling").compute_dtype == "float64"
+    assert {w.dtype for w in wide.weights} == {"float64"} and wide.get_layer("input_scaling").compute_dtype == "float64"
     narrow = pruning.prune_model(wide, 1.0)
     kept = pruning.kept_channels(wide, narrow)
     _zero_removed_channels(wide, kept)
@@ -124,3 +130,117 @@ def test_pruning_to_a_wider_model_is_an_error():
     narrow = build_model("cn14-160", SHAPE, num_classes=3)
     with pytest.raises(ValueError, match="wider to a narrower"):
         pruning.prune_model(narrow, 2.0)
+
+
+class ReverseChannels(keras.layers.Layer):
+    """A real layer whose channel mapping pruning cannot know (it reverses the channel order)."""
+
+    def call(self, x):
+        return keras.ops.flip(x, axis=-1)
+
+
+def _small_model(filters, middle=None, bn_kwargs=None):
+    """image (4x4x3) -> conv (`filters`, 1x1) -> batch norm -> relu -> [middle] -> cls (2 classes, 1x1)."""
+    image = keras.Input((4, 4, 3), name="image")
+    x = keras.layers.Conv2D(filters, 1, use_bias=False, name="conv")(image)
+    x = keras.layers.BatchNormalization(name="conv_bn", **(bn_kwargs or {}))(x)
+    x = keras.layers.Activation("relu", name="act")(x)
+    if middle is not None:
+        x = middle(x)
+    return keras.Model(image, keras.layers.Conv2D(2, 1, name="cls")(x))
+
+
+@pytest.mark.parametrize("middle,cls_name,why", [
+    (lambda: ReverseChannels(name="odd"), "ReverseChannels", "it is none of the layer types pruning knows"),
+    (lambda: keras.layers.Dense(8, name="odd"), "Dense", "it is none of the layer types pruning knows"),
+    (lambda: keras.layers.ReLU(name="odd"), "ReLU", "it is none of the layer types pruning knows"),
+    (lambda: keras.layers.DepthwiseConv2D(1, depth_multiplier=2, name="odd"), "DepthwiseConv2D",
+     "depth_multiplier=2 changes the number of channels"),
+    (lambda: keras.layers.Conv2D(8, 1, groups=2, name="odd"), "Conv2D", r"a grouped convolution \(groups=2\)"),
+])
+def test_a_layer_of_unknown_channel_behaviour_is_an_error_naming_it(middle, cls_name, why):
+    source, target = _small_model(8, middle()), _small_model(4, middle())
+    message = rf"layer 'odd' \({cls_name}\) maps channels: {why}"
+    with pytest.raises(ValueError, match=message):
+        pruning.channel_layouts(source)
+    with pytest.raises(ValueError, match=message):
+        pruning.transfer_pruned_weights(source, target)
+
+
+def test_a_concatenate_or_batch_norm_off_the_channel_axis_is_an_error_naming_it():
+    image = keras.Input((4, 4, 3), name="image")
+    x = keras.layers.Conv2D(8, 1, name="conv")(image)
+    spatial = keras.Model(image, keras.layers.Concatenate(axis=1, name="stack")([x, x]))
+    with pytest.raises(ValueError, match=r"layer 'stack' \(Concatenate\) maps channels: axis=1 is not the channel"):
+        pruning.channel_layouts(spatial)
+    rows = keras.Model(image, keras.layers.BatchNormalization(axis=1, name="rows_bn")(x))
+    with pytest.raises(ValueError, match=r"layer 'rows_bn' \(BatchNormalization\) maps channels: axis=1 is not"):
+        pruning.channel_layouts(rows)
+
+
+def _set_small_model_weights(model, gamma, variance):
+    """conv filter j: every kernel value 4 - j (L1 norms 12, 9, 6, 3); the batch norm's gamma and variance as given."""
+    model.get_layer("conv").set_weights([np.broadcast_to(np.array([4.0, 3.0, 2.0, 1.0]), (1, 1, 3, 4))])
+    bn = model.get_layer("conv_bn")
+    bn.set_weights([np.array(gamma), np.full(4, 0.3), np.full(4, -0.2), np.array(variance)])
+    cls = model.get_layer("cls")
+    cls.set_weights([np.arange(8.0).reshape(1, 1, 4, 2), np.zeros(2)])
+    return model
+
+
+def test_bn_scaled_importance_ranks_by_the_folded_filter_where_l1_does_not():
+    source = _set_small_model_weights(_small_model(4), gamma=[0.1, -0.2, -1.0, 1.0], variance=[1.0, 1.0, 4.0, 0.25])
+    target = _small_model(2)
+    assert pruning.following_batch_norms(source) == {"conv": "conv_bn"}
+    eps = source.get_layer("conv_bn").epsilon
+    expected = np.array([12 * 0.1 / np.sqrt(1 + eps), 9 * 0.2 / np.sqrt(1 + eps), 6 * 1 / np.sqrt(4 + eps),
+                         3 * 1 / np.sqrt(0.25 + eps)])  # 1.2, 1.8, 3.0, 6.0 (to eps)
+    np.testing.assert_allclose(pruning.filter_importance(source, "conv", "bn_scaled_l1"), expected, rtol=1e-6)
+    np.testing.assert_allclose(pruning.filter_importance(source, "conv", "l1"), [12, 9, 6, 3], rtol=1e-6)
+    # The classifier feeds no batch norm: its importance is its plain L1 norm under either option.
+    np.testing.assert_array_equal(pruning.filter_importance(source, "cls", "bn_scaled_l1"),
+                                  pruning.filter_l1_norms(source, "cls"))
+    l1_kept = pruning.kept_channels(source, target, "l1")["conv"]  # the conv's channel group, keyed by its name
+    bn_kept = pruning.kept_channels(source, target, "bn_scaled_l1")["conv"]
+    assert (l1_kept.tolist(), bn_kept.tolist()) == ([0, 1], [2, 3])
+    pruned = pruning.transfer_pruned_weights(source, target, importance="bn_scaled_l1")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(pruned.get_layer("conv").kernel)[0, 0, 0], [2.0, 1.0])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(pruned.get_layer("conv_bn").gamma), [-1.0, 1.0])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(pruned.get_layer("cls").kernel)[0, 0], [[4, 5], [6, 7]])
+
+
+def test_bn_scaled_importance_ranks_as_l1_when_gammas_are_one_and_variances_equal():
+    source = _set_small_model_weights(_small_model(4), gamma=[1.0] * 4, variance=[0.7] * 4)
+    target = _small_model(2)
+    eps = source.get_layer("conv_bn").epsilon
+    np.testing.assert_allclose(pruning.filter_importance(source, "conv", "bn_scaled_l1"),
+                               np.array([12.0, 9.0, 6.0, 3.0]) / np.sqrt(0.7 + eps), rtol=1e-6)
+    l1, scaled = pruning.kept_channels(source, target, "l1"), pruning.kept_channels(source, target, "bn_scaled_l1")
+    assert l1.keys() == scaled.keys()
+    for key in l1:
+        np.testing.assert_array_equal(scaled[key], l1[key])
+    # With random kernels too (distinct norms, no ties): the same kept filters.
+    rng = np.random.default_rng(3)
+    source.get_layer("conv").set_weights([rng.normal(0, 1, (1, 1, 3, 4))])
+    np.testing.assert_array_equal(pruning.kept_channels(source, target, "bn_scaled_l1")["conv"],
+                                  pruning.kept_channels(source, target, "l1")["conv"])
+
+
+def test_bn_scaled_pruning_of_fast_scnn_keeps_the_largest_folded_filters():
+    wide = _randomise(build_model("fast_scnn", SHAPE, num_classes=4, width=2.0))
+    narrow = pruning.prune_model(wide, 1.0, importance="bn_scaled_l1")
+    assert [w.shape for w in narrow.weights] == [w.shape for w in build_model("fast_scnn", SHAPE, 4).weights]
+    bn = wide.get_layer("ltd_conv1_bn")
+    score = pruning.filter_l1_norms(wide, "ltd_conv1") * np.abs(keras.ops.convert_to_numpy(bn.gamma)) / np.sqrt(
+        keras.ops.convert_to_numpy(bn.moving_variance) + bn.epsilon)
+    kept = np.sort(np.argsort(-score)[:32])
+    l1_kept = np.sort(np.argsort(-pruning.filter_l1_norms(wide, "ltd_conv1"))[:32])
+    assert set(kept) != set(l1_kept)  # these random batch norms change the choice
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(narrow.get_layer("ltd_conv1").kernel),
+                                  keras.ops.convert_to_numpy(wide.get_layer("ltd_conv1").kernel)[..., kept])
+
+
+def test_an_unknown_importance_is_an_error_naming_the_options():
+    wide = build_model("cn14-160", SHAPE, num_classes=3, width=0.8)
+    with pytest.raises(ValueError, match="filter importance must be one of l1, bn_scaled_l1, got 'l2'"):
+        pruning.prune_model(wide, 0.4, importance="l2")

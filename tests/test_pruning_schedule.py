@@ -3,10 +3,12 @@
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 
-from contextnet_tf import build_model, data
+from contextnet_tf import build_model, data, load_model
+from contextnet_tf.pruning import filters as pruning
 from contextnet_tf.pruning import schedule as prune_schedule
 from contextnet_tf.models.profiling import count_trainable_params
 from contextnet_tf.training import TrainConfig
@@ -23,8 +25,10 @@ def test_schedule_runs_end_to_end_and_each_stage_is_the_width_build(city, tmp_pa
     config = TrainConfig(model="cn14-160", dataset="synthetic", data_dir=city, workdir=str(tmp_path / "prune"),
                          steps=2, batch_size=2, crop=(64, 128), eval_every=0, checkpoint_every=100, progress=False,
                          num_prediction_images=0)
-    rows = prune_schedule.run_schedule(config, wide_steps=3, finetune_steps=2, finetune_lr=0.01)
+    rows = prune_schedule.run_schedule(config, wide_steps=3, finetune_steps=2, finetune_lr=0.01,
+                                       importance="bn_scaled_l1")
     assert [r["width"] for r in rows] == [2.0, 1.5, 1.25, 1.0]
+    assert [r["importance"] for r in rows] == [None, "bn_scaled_l1", "bn_scaled_l1", "bn_scaled_l1"]
     assert [r["lr"] for r in rows] == [config.lr, 0.01, 0.01, 0.01]
     assert [r["steps"] for r in rows] == [3, 2, 2, 2]
     for row in rows:
@@ -40,7 +44,8 @@ def test_schedule_runs_end_to_end_and_each_stage_is_the_width_build(city, tmp_pa
     assert table.count("\n") == 5 and "| 3 | 1x |" in table
 
     # Running again skips the finished stages and reports the same rows.
-    again = prune_schedule.run_schedule(config, wide_steps=3, finetune_steps=2, finetune_lr=0.01)
+    again = prune_schedule.run_schedule(config, wide_steps=3, finetune_steps=2, finetune_lr=0.01,
+                                        importance="bn_scaled_l1")
     assert [r["params"] for r in again] == params
     assert [r["miou"] for r in again] == pytest.approx([r["miou"] for r in rows])
 
@@ -49,3 +54,31 @@ def test_schedule_rejects_non_decreasing_widths(city, tmp_path):
     config = TrainConfig(model="cn14", dataset="synthetic", data_dir=city, workdir=str(tmp_path), steps=1)
     with pytest.raises(ValueError, match="strictly decrease"):
         prune_schedule.run_schedule(config, widths=(1.0, 1.5))
+
+
+@pytest.mark.parametrize("importance", pruning.IMPORTANCES)
+def test_each_stage_starts_from_the_previous_final_model_pruned_by_the_chosen_importance(tmp_path, importance):
+    wide = build_model("cn14-detail", (64, 128, 3), num_classes=3, width=1.5)
+    rng = np.random.default_rng(0)
+    for layer in wide.layers:  # batch norms far from identity, so the two importances choose differently
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.1, 2, n), rng.normal(0, 0.3, n), rng.normal(0, 0.3, n),
+                               rng.uniform(0.1, 4, n)])
+    path = str(tmp_path / "final.keras")
+    wide.save(path)
+    model = prune_schedule.pruned_model_fn(path, 1.0, importance)((64, 128, 3), False)
+    source = load_model(path)
+    expected = {name: pruning.transfer_pruned_weights(source, build_model("cn14-detail", (64, 128, 3), 3), name)
+                for name in pruning.IMPORTANCES}
+    assert [w.shape for w in model.weights] == [w.shape for w in expected[importance].weights]
+    for name, want in expected.items():
+        same = all(np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+                   for a, b in zip(model.weights, want.weights, strict=True))
+        assert same == (name == importance), name
+
+
+def test_schedule_rejects_an_unknown_importance(city, tmp_path):
+    config = TrainConfig(model="cn14", dataset="synthetic", data_dir=city, workdir=str(tmp_path), steps=1)
+    with pytest.raises(ValueError, match="filter importance must be one of l1, bn_scaled_l1, got 'L1'"):
+        prune_schedule.run_schedule(config, importance="L1")

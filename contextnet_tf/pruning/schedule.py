@@ -4,8 +4,9 @@ Section 3.2: "we train our network with twice the (target) number of feature map
 progressively by pruning to 1.5, 1.25 and 1 times the original size." Each stage is an ordinary training run
 (`contextnet_tf.training.train`) in its own run folder, ``{workdir}/stage{i}_w{width}``; the first trains the widest
 network from scratch, every later one starts from the previous stage's final weights pruned with
-`contextnet_tf.pruning.filters.transfer_pruned_weights`. A killed schedule resumes: finished stages are skipped, an
-interrupted stage resumes from its latest checkpoint.
+`contextnet_tf.pruning.filters.transfer_pruned_weights`, ranking filters by the paper's L1 norm or, as an option of
+ours, by the L1 norm scaled by the following batch norm (``importance``, see `contextnet_tf.pruning.filters`). A killed
+schedule resumes: finished stages are skipped, an interrupted stage resumes from its latest checkpoint.
 """
 
 import dataclasses
@@ -15,7 +16,7 @@ import os
 
 from contextnet_tf.models import SegmentationModel, load_model, recipe
 from contextnet_tf.models.profiling import count_trainable_params
-from contextnet_tf.pruning.filters import transfer_pruned_weights
+from contextnet_tf.pruning.filters import IMPORTANCES, transfer_pruned_weights
 from contextnet_tf.training import train
 
 PAPER_WIDTHS = (2.0, 1.5, 1.25, 1.0)
@@ -26,8 +27,26 @@ def stage_dir(workdir, index, width):
     return os.path.join(workdir, f"stage{index}_w{width:g}")
 
 
-def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=None, finetune_lr=None):
-    """Runs the schedule and returns one row per stage: {stage, width, params, miou, workdir}.
+def pruned_model_fn(source_path, width, importance="l1"):
+    """A `train` model_fn: the model saved at `source_path` pruned to `width`, ranking filters by `importance`.
+
+    The returned function builds the source's recipe at `width` with the input shape and aux heads the training run
+    asks for, and copies in the kept filters (`transfer_pruned_weights`).
+    """
+    if importance not in IMPORTANCES:
+        raise ValueError(f"filter importance must be one of {', '.join(IMPORTANCES)}, got {importance!r}")
+    source = load_model(source_path)
+
+    def model_fn(input_shape, aux):
+        changes = dict(input_shape=input_shape, aux=aux, width=width)
+        target = SegmentationModel.from_config({**recipe(source), **changes})
+        return transfer_pruned_weights(source, target, importance)
+
+    return model_fn
+
+
+def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=None, finetune_lr=None, importance="l1"):
+    """Runs the schedule and returns one row per stage: {stage, width, params, steps, lr, importance, miou, workdir}.
 
     Args:
         config: a `TrainConfig` for the run (its `width` and `steps` are set per stage; `workdir` is the parent).
@@ -36,11 +55,15 @@ def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=No
         finetune_steps: steps of each later stage (default: `config.steps`).
         finetune_lr: base learning rate of each later stage's poly schedule (default: `config.lr`). The paper does
             not give one; fine-tuning a pruned network usually wants less than training from scratch.
+        importance: how each pruning step ranks filters: ``"l1"`` (the paper's) or ``"bn_scaled_l1"`` (ours);
+            recorded in the rows of the pruned stages (None for the first, which is not pruned).
 
     Writes ``{workdir}/pruning.json`` with the rows.
     """
     if list(widths) != sorted(widths, reverse=True) or len(set(widths)) != len(widths):
         raise ValueError(f"pruning widths must strictly decrease, got {widths}")
+    if importance not in IMPORTANCES:
+        raise ValueError(f"filter importance must be one of {', '.join(IMPORTANCES)}, got {importance!r}")
     rows, previous = [], None
     for index, width in enumerate(widths):
         steps = (wide_steps if index == 0 else finetune_steps) or config.steps
@@ -56,15 +79,7 @@ def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=No
             with open(metrics_path) as f:
                 metrics = json.load(f)
         else:
-            model_fn = None
-            if previous is not None:
-                source = load_model(previous)
-
-                def model_fn(input_shape, aux, width=width, source=source):
-                    changes = dict(input_shape=input_shape, aux=aux, width=width)
-                    target = SegmentationModel.from_config({**recipe(source), **changes})
-                    return transfer_pruned_weights(source, target)
-
+            model_fn = None if previous is None else pruned_model_fn(previous, width, importance)
             logging.info("pruning stage %d: width %g, %d steps, %s", index, width, steps, stage_config.workdir)
             result = train(stage_config, model_fn=model_fn)
             model, metrics = result.model, result.metrics or {}
@@ -76,6 +91,7 @@ def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=No
                 params=count_trainable_params(model),
                 steps=steps,
                 lr=lr,
+                importance=None if index == 0 else importance,
                 miou=metrics.get("miou"),
                 workdir=stage_config.workdir,
             )
