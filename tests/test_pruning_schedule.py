@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from contextnet_tf import build_model, data, load_model
+from contextnet_tf import build_model, data, evaluate, load_model
 from contextnet_tf.pruning import filters as pruning
 from contextnet_tf.pruning import schedule as prune_schedule
 from contextnet_tf.models.profiling import count_trainable_params
@@ -27,6 +27,7 @@ def test_schedule_runs_end_to_end_and_each_stage_is_the_width_build(city, tmp_pa
                          num_prediction_images=0)
     rows = prune_schedule.run_schedule(config, wide_steps=3, finetune_steps=2, finetune_lr=0.01,
                                        importance="bn_scaled_l1")
+    info = data.get_info("synthetic")
     assert [r["width"] for r in rows] == [2.0, 1.5, 1.25, 1.0]
     assert [r["importance"] for r in rows] == [None, "bn_scaled_l1", "bn_scaled_l1", "bn_scaled_l1"]
     assert [r["lr"] for r in rows] == [config.lr, 0.01, 0.01, 0.01]
@@ -34,8 +35,15 @@ def test_schedule_runs_end_to_end_and_each_stage_is_the_width_build(city, tmp_pa
     for row in rows:
         expected = count_trainable_params(build_model("cn14-160", (64, 128, 3), 19, width=row["width"]))
         assert row["params"] == expected
-        assert row["miou"] is not None and 0.0 <= row["miou"] <= 1.0
-        assert os.path.exists(os.path.join(row["workdir"], "final.keras"))
+        # The stage's mIoU is that of its saved final model: evaluated again here, the same confusion matrix.
+        final = load_model(os.path.join(row["workdir"], "final.keras"))
+        assert count_trainable_params(final) == expected
+        metrics = evaluate(final, data.make_dataset("synthetic", city, "val", training=False, batch_size=1), info)
+        with open(os.path.join(row["workdir"], "val_metrics.json")) as f:
+            stored = json.load(f)
+        assert metrics["num_images"] == 2
+        np.testing.assert_array_equal(stored["confusion_matrix"], metrics["confusion_matrix"])
+        assert row["miou"] == pytest.approx(metrics["miou"], abs=1e-12)
     params = [r["params"] for r in rows]
     assert params == sorted(params, reverse=True)
     with open(tmp_path / "prune" / "pruning.json") as f:
