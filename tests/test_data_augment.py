@@ -1,6 +1,8 @@
 """Augmentation: the fast crop equals the straightforward one, labels stay aligned, flip/crop/padding invariants,
 colour jitter against tf.image, and seeded determinism."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -207,26 +209,40 @@ def test_contrast_brightness_and_channel_noise_match_tf_image():
     assert float(tf.reduce_max(augment.apply_color(IMAGE, _jitter(brightness=300.0)))) == 255.0
 
 
+@pytest.mark.parametrize("crop", [(30, 36), (48, 64)])
 @pytest.mark.parametrize("name", sorted(augment.AUGMENTATIONS))
-def test_fast_augment_equals_reference_with_padding_and_colour(name):
-    """The two paths agree on every named configuration, with scales that pad and every colour operation on."""
+def test_fast_augment_equals_reference_with_padding_and_colour(name, crop):
+    """The two paths agree on every named configuration, with every colour operation it has on, and with padding: the
+    30x36 crop pads a 37x53 image scaled below about 0.8, the 48x64 crop (larger than the image) below about 1.3, on
+    both axes below 1.2."""
     rng = np.random.default_rng(4)
     image, label = _random_example(rng)
     config = augment.AUGMENTATIONS[name]
-    padded = 0
+    colourless = dataclasses.replace(config, **NO_COLOR)  # the same draws and geometry, no colour operation
+    padded = padded_both = 0
     for seed in range(10):
         seed = tf.constant([seed, 7])
-        fast = augment.augment(image, label, _identity_ids, seed, (30, 36), config, MEAN)
-        reference = augment.reference_augment(image, label, _identity_ids, seed, (30, 36), config, MEAN)
+        fast = augment.augment(image, label, _identity_ids, seed, crop, config, MEAN)
+        reference = augment.reference_augment(image, label, _identity_ids, seed, crop, config, MEAN)
         np.testing.assert_allclose(fast[0].numpy(), reference[0].numpy(), atol=0.05)
-        geometry, _ = augment.sample(seed, tf.constant([37, 53]), (30, 36), config)
-        ties = _ties(geometry, (37, 53), (30, 36))
+        geometry, _ = augment.sample(seed, tf.constant([37, 53]), crop, config)
+        ties = _ties(geometry, (37, 53), crop)
         np.testing.assert_array_equal(fast[1].numpy()[~ties], reference[1].numpy()[~ties])
         padding = fast[1].numpy() == 255
         padded += padding.any()
+        padded_both += bool(padding.all(axis=1).any() and padding.all(axis=0).any())  # whole rows and whole columns
         # Padding is the mean colour exactly, whatever the colour jitter did to the image.
         np.testing.assert_allclose(fast[0].numpy()[padding], np.broadcast_to(MEAN, (padding.sum(), 3)), atol=1e-3)
-    assert 2 <= padded <= 8  # scales below about 0.8 pad a 30x36 crop of 37x53
+        np.testing.assert_allclose(reference[0].numpy()[padding], np.broadcast_to(MEAN, (padding.sum(), 3)),
+                                   atol=1e-3)
+        # The colour operations did act on the image (the comparison above covers them).
+        plain = augment.augment(image, label, _identity_ids, seed, crop, colourless, MEAN)[0].numpy()[~padding]
+        change = np.abs(fast[0].numpy()[~padding] - plain).mean()
+        assert (change > 0.5) if colourless != config else (change < 1e-3), change
+    if crop == (30, 36):
+        assert 2 <= padded <= 8
+    else:
+        assert 3 <= padded <= 9 and padded_both >= 2
 
 
 def test_reference_colour_is_the_colour_matrix_step_by_step():
