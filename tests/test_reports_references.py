@@ -76,3 +76,63 @@ def test_fast_scnn_numbers():
 
 def test_paper_params_cover_every_published_variant():
     assert set(references.PAPER_PARAMS) == {"fast_scnn", *references.CONTEXTNET_TABLE4}
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The reference numbers (and the wrong values an earlier studies.py carried: cn18 60.2 / 22.6 fps, cn14 66.9) as
+# they would be written in code.
+STALE = ("60.2", "22.6", "66.9")
+
+
+def _reference_numbers():
+    values = [row[key] for row in references.CONTEXTNET_TABLE4.values() for key in ("miou", "fps")]
+    values += [*references.CONTEXTNET_ENSEMBLE.values(), *references.CONTEXTNET_PRUNING.values()]
+    values += [row[key] for row in references.CONTEXTNET_TABLE7.values() for key in ("fps", "kernel_fps")]
+    values += [row[key] for row in references.FAST_SCNN_TABLE7.values() for key in ("miou", "fps")]
+    values += [*references.FAST_SCNN_SKIP.values(), *references.FAST_SCNN_TABLE8.values()]
+    texts = {f"{v:.2f}" for v in values} | {f"{v:.1f}" for v in values if round(v, 1) == v}  # 64.30 and 64.3
+    return sorted(texts | set(STALE))
+
+
+def _sources():
+    """(path, text) of every Python file and every notebook cell's source (not its outputs) in the repository."""
+    import json
+
+    for folder in ("contextnet_tf", "experiments", "tests", "notebooks"):
+        for root, _, files in os.walk(os.path.join(REPO, folder)):
+            for name in sorted(files):
+                path = os.path.join(root, name)
+                if name.endswith(".py"):
+                    with open(path, encoding="utf-8") as f:
+                        yield path, "code", f.read()
+                elif name.endswith(".ipynb"):
+                    with open(path, encoding="utf-8") as f:
+                        for i, cell in enumerate(json.load(f)["cells"]):
+                            yield f"{path} cell {i}", cell["cell_type"], "".join(cell["source"])
+
+
+def test_no_code_or_notebook_carries_its_own_copy_of_the_papers_numbers():
+    numbers = re.compile(r"(?<![\d.])(" + "|".join(re.escape(v) for v in _reference_numbers()) + r")(?![\d])")
+    own = {os.path.join(REPO, "contextnet_tf", "reports", "references.py"), os.path.abspath(__file__)}
+    copies = [f"{path}: {match.group(0)}" for path, _, text in _sources() if path not in own
+              for match in numbers.finditer(text)]
+    assert copies == [], "read these from contextnet_tf.reports.references instead"
+
+
+def test_the_pruning_numbers_are_never_called_val():
+    """ContextNet's 64.2% -> 66.1% by pruning is Cityscapes TEST: wherever a doc or notebook text names 64.2%, it says
+    test, and not val, around it."""
+    before = f"{references.CONTEXTNET_PRUNING['before pruning']}%"
+    texts = [(path, text) for path, kind, text in _sources() if kind == "markdown"]
+    for root in (REPO, os.path.join(REPO, "docs"), os.path.join(REPO, "notebooks"), os.path.join(REPO, "pretrained")):
+        for name in sorted(os.listdir(root)):
+            if name.endswith(".md"):
+                with open(os.path.join(root, name), encoding="utf-8") as f:
+                    texts.append((os.path.join(root, name), f.read()))
+    seen = 0
+    for path, text in texts:
+        for match in re.finditer(re.escape(before), text):
+            context = text[max(0, match.start() - 100): match.end() + 100]
+            assert "test" in context and not re.search(r"\bval\b", context), (path, context)
+            seen += 1
+    assert seen >= 2  # docs/pruning.md and WORKSPACE.md name it
