@@ -2,8 +2,8 @@ r"""Training-speed benchmark: images/s of the training step of Fast-SCNN and Con
 
     python experiments/benchmark_train.py --out_dir=/tmp/benchmark_train
 
-Writes benchmark_train.json and benchmark_train.md to --out_dir and prints the markdown. About three minutes on a
-2-core CPU with the defaults (256x512 crops, batch 4). Numbers for this machine are in docs/training.md.
+Writes benchmark_train.json and benchmark_train.md to --out_dir and prints the markdown. About eight minutes on a
+2-core CPU with the defaults (256x512 crops, batch 4, three step settings side by side). Numbers for this machine are in docs/training.md.
 """
 
 import sys
@@ -20,6 +20,13 @@ BATCH_SIZE = flags.DEFINE_integer("batch_size", 4, "Images per step.")
 STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per round.")
 WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps first (tracing).")
 ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed rounds (median reported).")
+SETTINGS = flags.DEFINE_list(
+    "settings", ["before", "default", "aux_eighth"],
+    "Step settings timed side by side (step_speed.SETTINGS): before (the loss before issue 18), default, aux_eighth "
+    "(auxiliary losses at 1/8 resolution, a deviation). The first is the baseline of the ratio column.")
+BREAKDOWN = flags.DEFINE_boolean(
+    "breakdown", False, "Also time the parts of the default step by ablation (forward, losses, backward, update, L2, "
+    "auxiliary heads): step_speed.breakdown.")
 POLICY = flags.DEFINE_enum("policy", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Dtype policy.")
 
 
@@ -34,6 +41,8 @@ def main(argv):
         warmup=WARMUP.value,
         rounds=ROUNDS.value,
         policy=POLICY.value,
+        settings=SETTINGS.value,
+        with_breakdown=BREAKDOWN.value,
         command=" ".join(["python", *sys.argv]),
     )
     print(step_speed.markdown(result))

@@ -134,3 +134,98 @@ def test_class_frequencies_and_weights_by_hand():
         losses.class_weights(pixels, image_pixels, "inverse")
     with pytest.raises(ValueError, match="not a class"):
         losses.class_frequencies([np.array([[3]])], 3)
+
+
+def _random_case(seed, shape=(2, 16, 24), num_classes=5, scale=3.0):
+    rng = np.random.default_rng(seed)
+    logits = (scale * rng.normal(size=(*shape, num_classes))).astype(np.float32)
+    labels = rng.integers(0, num_classes, shape).astype(np.int32)
+    labels[0, :3] = 255
+    labels[1, :, :5] = 255
+    weights = rng.uniform(0.2, 5.0, num_classes).astype(np.float32)
+    return logits, labels, weights
+
+
+@pytest.mark.parametrize("class_weighting", [False, True])
+def test_fast_cross_entropy_equals_the_reference_in_value_and_gradient(class_weighting):
+    logits, labels, weights = _random_case(3)
+    weights = weights if class_weighting else None
+    variable = tf.Variable(logits)
+    results = {}
+    for implementation in ("reference", "fast"):
+        with tf.GradientTape() as tape:
+            parts = losses.segmentation_losses({"logits": variable, "aux_a": 2.0 * variable}, labels,
+                                               class_weights=weights, implementation=implementation)
+        results[implementation] = (parts, tape.gradient(parts["loss"], variable).numpy())
+    (reference, reference_grad), (fast, fast_grad) = results["reference"], results["fast"]
+    for name in ("ce", "aux_a", "loss"):
+        assert float(fast[name]) == pytest.approx(float(reference[name]), rel=1e-6), name
+    assert np.abs(reference_grad).max() > 1e-3
+    np.testing.assert_allclose(fast_grad, reference_grad, rtol=0, atol=1e-6 * np.abs(reference_grad).max())
+    # Ignored pixels get no gradient.
+    assert not fast_grad[labels == 255].any()
+
+
+def test_fast_cross_entropy_saturates_only_the_value_of_hopeless_pixels():
+    logits = np.zeros((1, 1, 2, 3), np.float32)
+    logits[0, 0, 0] = [200.0, 0.0, 0.0]  # true class 1: the reference loss is 200, the fast one saturates at 87.3
+    labels = np.array([[[1, 0]]], np.int32)
+    safe, weights = losses.label_terms(labels)
+    variable = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        total = losses.softmax_cross_entropy_sum(variable, safe, weights)
+    reference, _ = losses.masked_cross_entropy(labels, logits)
+    # The second pixel (all logits 0, label 0) costs log 3 in both.
+    assert float(reference) == pytest.approx(200.0 + np.log(3.0), rel=1e-6)
+    assert float(total) == pytest.approx(-np.log(np.finfo(np.float32).tiny) + np.log(3.0), rel=1e-6)
+    grad = tape.gradient(total, variable).numpy()
+    np.testing.assert_allclose(grad[0, 0], [[1.0, -1.0, 0.0], [-2 / 3, 1 / 3, 1 / 3]], atol=1e-6)  # softmax - one_hot
+
+
+def test_aux_losses_at_an_eighth_use_the_block_centres_of_the_labels():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 4, (2, 32, 48)).astype(np.int32)
+    labels[0, :8] = 255
+    main = rng.normal(size=(2, 32, 48, 4)).astype(np.float32)
+    aux = rng.normal(size=(2, 4, 6, 4)).astype(np.float32)  # already at 1/8: resizing leaves it unchanged
+    parts = losses.segmentation_losses({"logits": main, "aux_a": aux}, labels, aux_resolution="eighth")
+    small = labels[:, 4::8, 4::8]  # the centre pixel (8i + 4) of every 8x8 block
+    expected_aux = _numpy_ce(small, aux)[0] / _numpy_ce(small, aux)[1]
+    expected_main = _numpy_ce(labels, main)[0] / _numpy_ce(labels, main)[1]
+    assert float(parts["aux_a"]) == pytest.approx(expected_aux, rel=1e-5)
+    assert float(parts["ce"]) == pytest.approx(expected_main, rel=1e-5)
+    np.testing.assert_array_equal(losses.downsample_labels(tf.constant(labels), 4, 6).numpy(), small)
+    with pytest.raises(ValueError, match="aux_resolution"):
+        losses.segmentation_losses(main, labels, aux_resolution="quarter")
+
+
+@pytest.mark.parametrize("name,sizes", [("fast_scnn", {"aux_ltd": 8, "aux_gfe": 32}), ("cn14", {"aux_context": 32})])
+def test_aux_logits_view_shares_the_variables_and_stops_before_upsampling(name, sizes):
+    model = build_model(name, (64, 128, 3), num_classes=5, aux=True)
+    view = losses.aux_logits_view(model)
+    assert {v.path for v in view.trainable_variables} == {v.path for v in model.trainable_variables}
+    images = tf.random.uniform((1, 64, 128, 3), maxval=255.0, seed=1)
+    full, small = model(images, training=False), view(images, training=False)
+    np.testing.assert_array_equal(small["logits"].numpy(), full["logits"].numpy())
+    for head, divisor in sizes.items():
+        assert tuple(small[head].shape) == (1, 64 // divisor, 128 // divisor, 5), head
+        assert tuple(full[head].shape) == (1, 64, 128, 5)
+
+
+def test_a_train_step_with_aux_losses_at_an_eighth_trains_every_head():
+    from contextnet_tf.training import make_train_step, optim
+
+    model = build_model("fast_scnn", (64, 96, 3), num_classes=5, aux=True)
+    optimizer = optim.make_optimizer("sgd", 0.01, 0.9)
+    optimizer.build(model.trainable_variables)
+    before = {v.path: v.numpy().copy() for v in model.trainable_variables}
+    step = make_train_step(tf.distribute.get_strategy(), model, optimizer, ignore_label=255, aux_weight=0.4,
+                           weight_decay=4e-5, aux_resolution="eighth")
+    images = tf.random.uniform((2, 64, 96, 3), maxval=255.0, seed=3)
+    labels = tf.random.uniform((2, 64, 96), maxval=5, dtype=tf.int32, seed=4)
+    parts = step((images, labels))
+    assert set(parts) == {"loss", "ce", "l2", "aux_ltd", "aux_gfe"}
+    assert all(np.isfinite(float(v)) for v in parts.values())
+    changed = {v.path for v in model.trainable_variables if not np.array_equal(v.numpy(), before[v.path])}
+    for head in ("aux_ltd_conv", "aux_gfe_conv", "cls_conv", "ltd_conv"):
+        assert any(path.startswith(head) for path in changed), head

@@ -66,6 +66,10 @@ class TrainConfig:
     weight_decay: float = option(4e-5, "L2 factor on convolution kernels (not depthwise kernels, biases or batch "
                                  "norm).")
     aux_weight: float = option(0.4, "Weight of each auxiliary loss; 0 trains the model without its auxiliary heads.")
+    aux_resolution: str = option("input", "Resolution of the auxiliary losses: input (the papers: auxiliary logits "
+                                 "upsampled to the crop) or eighth (ours, a deviation: auxiliary logits and "
+                                 "nearest-downsampled labels at 1/8 of the crop; a faster step, see docs/training.md).",
+                                 choices=("input", "eighth"))
     class_weighting: str = option("none", "Per-class weights of the cross-entropies from the training labels: none "
                                   "(the papers), median_frequency or enet (stored in the run's class_weights.json).",
                                   choices=CLASS_WEIGHTINGS)

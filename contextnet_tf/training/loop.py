@@ -81,7 +81,8 @@ def dtype_policy(name):
         keras.config.set_dtype_policy(previous)
 
 
-def make_train_step(strategy, model, optimizer, *, ignore_label, aux_weight, weight_decay, class_weights=None):
+def make_train_step(strategy, model, optimizer, *, ignore_label, aux_weight, weight_decay, class_weights=None,
+                    aux_resolution="input", loss_implementation="fast"):
     """A `tf.function` running one optimiser step on a distributed batch; returns the global loss parts.
 
     Args:
@@ -89,16 +90,20 @@ def make_train_step(strategy, model, optimizer, *, ignore_label, aux_weight, wei
         model: the training model (logits, or the aux dict).
         optimizer: a built Keras optimiser (possibly a `LossScaleOptimizer`).
         ignore_label, aux_weight, weight_decay, class_weights: see `losses.segmentation_losses`.
+        aux_resolution: ``input`` (the papers) or ``eighth`` (auxiliary losses at 1/8 resolution, a deviation; the
+            step then runs `losses.aux_logits_view(model)`, which shares `model`'s variables).
+        loss_implementation: ``fast`` or ``reference`` (`losses.segmentation_losses`; the benchmark compares them).
 
     Returns:
         ``step(batch) -> {"loss", "ce", "l2", <aux heads>}`` of float32 scalars, summed over replicas (so each is
         the global-batch value).
     """
     l2_variables = losses.l2_regularized_variables(model)
+    forward = losses.aux_logits_view(model) if aux_resolution == "eighth" else model
 
     def replica_step(images, labels):
         with tf.GradientTape() as tape:
-            outputs = model(images, training=True)
+            outputs = forward(images, training=True)
             parts = losses.segmentation_losses(
                 outputs,
                 labels,
@@ -107,6 +112,8 @@ def make_train_step(strategy, model, optimizer, *, ignore_label, aux_weight, wei
                 l2_variables=l2_variables,
                 weight_decay=weight_decay,
                 class_weights=class_weights,
+                aux_resolution=aux_resolution,
+                implementation=loss_implementation,
             )
             scaled_loss = optimizer.scale_loss(parts["loss"])
         gradients = tape.gradient(scaled_loss, model.trainable_variables)
@@ -365,6 +372,7 @@ class _Session:
         train_step = make_train_step(
             self.strategy, self.model, self.optimizer, ignore_label=self.info.ignore_label,
             aux_weight=config.aux_weight, weight_decay=config.weight_decay, class_weights=self.class_weights,
+            aux_resolution=config.aux_resolution,
         )
         progress = TrainProgress(start_step, self.total_steps, config.batch_size, config.progress and self.chief)
         step, last = start_step, self.total_steps

@@ -17,7 +17,7 @@ import tensorflow as tf
 from contextnet_tf import data
 from contextnet_tf.environment import describe, environment
 from contextnet_tf.models import build_model
-from contextnet_tf.training import optim
+from contextnet_tf.training import losses, optim
 from contextnet_tf.training.loop import dtype_policy, make_train_step
 from contextnet_tf.training.presets import CONTEXTNET_PAPER, FAST_SCNN_PAPER
 
@@ -27,25 +27,19 @@ def recipe(model_name):
     return FAST_SCNN_PAPER if model_name == "fast_scnn" else CONTEXTNET_PAPER
 
 
-def measure(model_name, crop, batch_size, steps=10, warmup=3, rounds=3, policy="float32", num_classes=None):
-    """Times the training step of one network.
+# Step settings compared side by side (`run(settings=...)`): the loss formulation and the auxiliary-loss resolution.
+SETTINGS = {
+    # The step before issue 18: one `masked_cross_entropy` per head (tf.nn.sparse_softmax_cross_entropy_with_logits).
+    "before": dict(loss_implementation="reference", aux_resolution="input"),
+    # Today's default: the same mathematics, `softmax_cross_entropy_sum` with label terms shared by the heads.
+    "default": dict(loss_implementation="fast", aux_resolution="input"),
+    # Option (a deviation from the papers): auxiliary losses at 1/8 resolution.
+    "aux_eighth": dict(loss_implementation="fast", aux_resolution="eighth"),
+}
 
-    Args:
-        model_name: a `build_model` name.
-        crop: (height, width) of the training crops.
-        batch_size: images per step.
-        steps: timed steps per round.
-        warmup: untimed steps first (the first one traces and compiles the step).
-        rounds: timed rounds; the median is reported.
-        policy: Keras dtype policy (``float32``, ``mixed_float16``, ``mixed_bfloat16``).
-        num_classes: classes of the logits (default: those of `data.PAPERS_DATASET`, the papers' Cityscapes).
 
-    Returns:
-        Dict with the setting, ``images_per_s`` per round, their ``median``, ``ms_per_step`` and ``first_step_s``.
-    """
+def _build_step(model_name, crop, batch_size, policy, num_classes, setting):
     settings = recipe(model_name)
-    num_classes = num_classes or data.get_info(data.PAPERS_DATASET).num_classes
-    keras.utils.set_random_seed(0)
     strategy = tf.distribute.get_strategy()
     with dtype_policy(policy):
         model = build_model(model_name, (*crop, 3), num_classes, aux=settings["aux_weight"] > 0)
@@ -58,50 +52,195 @@ def measure(model_name, crop, batch_size, steps=10, warmup=3, rounds=3, policy="
         optimizer.build(model.trainable_variables)
     step = make_train_step(
         strategy, model, optimizer, ignore_label=255, aux_weight=settings["aux_weight"],
-        weight_decay=settings["weight_decay"],
+        weight_decay=settings["weight_decay"], **SETTINGS[setting],
     )
+    return model, step
+
+
+def measure(model_name, crop, batch_size, steps=10, warmup=3, rounds=3, policy="float32", num_classes=None,
+            settings=("default",)):
+    """Times the training step of one network under each of `settings`, side by side.
+
+    Every setting gets its own model and step (same seed, same batch); after the warm-up the rounds alternate
+    between the settings, so a machine whose load changes slows them alike and their ratios stay meaningful.
+
+    Args:
+        model_name: a `build_model` name.
+        crop: (height, width) of the training crops.
+        batch_size: images per step.
+        steps: timed steps per round.
+        warmup: untimed steps first (the first one traces and compiles the step).
+        rounds: timed rounds per setting; the median is reported.
+        policy: Keras dtype policy (``float32``, ``mixed_float16``, ``mixed_bfloat16``).
+        num_classes: classes of the logits (default: those of `data.PAPERS_DATASET`, the papers' Cityscapes).
+        settings: names of `SETTINGS`; the first is the baseline of the ``speedup`` column.
+
+    Returns:
+        A list with one dict per setting: the setting, ``images_per_s`` per round, their ``median``, ``ms_per_step``,
+        ``first_step_s`` and ``speedup`` (median over the first setting's median).
+    """
+    unknown = [name for name in settings if name not in SETTINGS]
+    if unknown:
+        raise ValueError(f"unknown step setting(s) {unknown}; choose from {', '.join(SETTINGS)}")
+    num_classes = num_classes or data.get_info(data.PAPERS_DATASET).num_classes
     rng = np.random.default_rng(0)
     batch = (
         tf.constant(rng.uniform(0, 255, (batch_size, *crop, 3)).astype(np.float32)),
         tf.constant(rng.integers(0, num_classes, (batch_size, *crop)).astype(np.int32)),
     )
-    start = time.perf_counter()
-    float(step(batch)["loss"])
-    first_step = time.perf_counter() - start
-    for _ in range(max(0, warmup - 1)):
-        float(step(batch)["loss"])
-    per_round = []
-    for _ in range(rounds):
+    built = {}
+    # Seeded once: a later `set_random_seed` changes TensorFlow's global seed, which makes every traced step retrace.
+    keras.utils.set_random_seed(0)
+    steps_of = {name: _build_step(model_name, crop, batch_size, policy, num_classes, name) for name in settings}
+    for name, (model, step) in steps_of.items():
         start = time.perf_counter()
-        for _ in range(steps):
-            loss = step(batch)["loss"]
-        float(loss)  # waits for the last step
-        per_round.append(steps * batch_size / (time.perf_counter() - start))
-    median = statistics.median(per_round)
-    return dict(
-        model=model_name,
-        optimizer=settings["optimizer"],
-        aux_heads=[k for k in model.output if k != "logits"] if isinstance(model.output, dict) else [],
-        crop=list(crop),
-        batch_size=batch_size,
-        policy=policy,
-        params=int(sum(np.prod(v.shape) for v in model.trainable_variables)),
-        first_step_s=round(first_step, 2),
-        images_per_s=[round(v, 2) for v in per_round],
-        median=round(median, 2),
-        ms_per_step=round(1000 * batch_size / median, 1),
-    )
+        float(step(batch)["loss"])
+        first_step = time.perf_counter() - start
+        for _ in range(max(0, warmup - 1)):
+            float(step(batch)["loss"])
+        built[name] = (model, step, first_step)
+    per_round = {name: [] for name in settings}
+    for _ in range(rounds):
+        for name in settings:
+            step = built[name][1]
+            start = time.perf_counter()
+            for _ in range(steps):
+                loss = step(batch)["loss"]
+            float(loss)  # waits for the last step
+            per_round[name].append(steps * batch_size / (time.perf_counter() - start))
+    results = []
+    recipe_settings = recipe(model_name)
+    for name in settings:
+        model, _, first_step = built[name]
+        median = statistics.median(per_round[name])
+        results.append(dict(
+            model=model_name,
+            setting=name,
+            **SETTINGS[name],
+            optimizer=recipe_settings["optimizer"],
+            aux_heads=[k for k in model.output if k != "logits"] if isinstance(model.output, dict) else [],
+            crop=list(crop),
+            batch_size=batch_size,
+            policy=policy,
+            params=int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+            first_step_s=round(first_step, 2),
+            images_per_s=[round(v, 2) for v in per_round[name]],
+            median=round(median, 2),
+            ms_per_step=round(1000 * batch_size / median, 1),
+        ))
+    baseline = statistics.median(per_round[settings[0]])
+    for row in results:
+        row["speedup"] = round(row["median"] / baseline, 3)
+    return results
 
 
-def run(models, out_dir, crop=(256, 512), batch_size=4, steps=10, warmup=3, rounds=3, policy="float32", command=""):
-    """Measures every network, writes benchmark_train.json and benchmark_train.md to `out_dir`, returns the dict."""
+def breakdown(model_name, crop, batch_size, steps=5, warmup=2, rounds=3, num_classes=None):
+    """Where the time of one training step goes, by ablation: each row is a `tf.function` doing a prefix of the
+    step (or the step without one part), timed side by side with the others in alternating rounds.
+
+    Rows: ``forward`` (training mode: batch statistics, dropout), ``forward (inference mode)``, ``forward + losses``
+    (all heads' upsampled cross-entropies and the L2 term), ``forward + losses + backward`` (the gradients), ``step``
+    (the training loop's own, with the optimiser update), ``step without L2``, ``step without auxiliary heads`` (the
+    network built with ``aux=False``) and ``step, auxiliary losses at 1/8`` (the ``aux_eighth`` option). Each row
+    gives the median ms per step and its share of ``step``; differences between rows are the parts' costs.
+    """
+    settings = recipe(model_name)
+    num_classes = num_classes or data.get_info(data.PAPERS_DATASET).num_classes
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(0, 255, (batch_size, *crop, 3)).astype(np.float32))
+    labels = tf.constant(rng.integers(0, num_classes, (batch_size, *crop)).astype(np.int32))
+    keras.utils.set_random_seed(0)
+    strategy = tf.distribute.get_strategy()
+
+    def build(aux):
+        model = build_model(model_name, (*crop, 3), num_classes, aux=aux)
+        optimizer = optim.make_optimizer(settings["optimizer"], optim.poly_schedule(settings["lr"], 10**6,
+                                         settings["lr_power"]), settings["momentum"])
+        optimizer.build(model.trainable_variables)
+        return model, optimizer
+
+    model, optimizer = build(settings["aux_weight"] > 0)
+    l2_variables = losses.l2_regularized_variables(model)
+
+    def loss_of(outputs):
+        return losses.segmentation_losses(outputs, labels, aux_weight=settings["aux_weight"],
+                                          l2_variables=l2_variables, weight_decay=settings["weight_decay"])["loss"]
+
+    @tf.function
+    def forward():
+        return tf.nest.flatten(model(images, training=True))[0][0, 0, 0, 0]
+
+    @tf.function
+    def forward_inference():
+        return tf.nest.flatten(model(images, training=False))[0][0, 0, 0, 0]
+
+    @tf.function
+    def forward_losses():
+        return loss_of(model(images, training=True))
+
+    @tf.function
+    def forward_losses_backward():
+        with tf.GradientTape() as tape:
+            loss = loss_of(model(images, training=True))
+        return tf.add_n([tf.reduce_sum(g) for g in tape.gradient(loss, model.trainable_variables)])
+
+    def train_step(model, optimizer, **kwargs):
+        step = make_train_step(strategy, model, optimizer, ignore_label=255, aux_weight=settings["aux_weight"],
+                               **{"weight_decay": settings["weight_decay"], **kwargs})
+        return lambda: step((images, labels))["loss"]
+
+    plain_model, plain_optimizer = build(False)
+    variants = {
+        "forward": forward,
+        "forward (inference mode)": forward_inference,
+        "forward + losses": forward_losses,
+        "forward + losses + backward": forward_losses_backward,
+        "step": train_step(model, optimizer),
+        "step without L2": train_step(model, optimizer, weight_decay=0.0),
+        "step without auxiliary heads": train_step(plain_model, plain_optimizer),
+        "step, auxiliary losses at 1/8": train_step(model, optimizer, aux_resolution="eighth"),
+    }
+    for function in variants.values():
+        for _ in range(warmup):
+            float(function())
+    times = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, function in variants.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                value = function()
+            float(value)
+            times[name].append(1000 * (time.perf_counter() - start) / steps)
+    step_ms = statistics.median(times["step"])
+    return [dict(model=model_name, part=name, crop=list(crop), batch_size=batch_size,
+                 ms=round(statistics.median(values), 1), rounds_ms=[round(v, 1) for v in values],
+                 share_of_step=round(statistics.median(values) / step_ms, 3))
+            for name, values in times.items()]
+
+
+def breakdown_markdown(rows):
+    """`breakdown` rows as a markdown table."""
+    lines = ["| model | part of the step | ms (median) | share of the step | rounds (ms) |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['part']} | {r['ms']:.0f} | {100 * r['share_of_step']:.0f}% | "
+                     f"{', '.join(f'{v:.0f}' for v in r['rounds_ms'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(models, out_dir, crop=(256, 512), batch_size=4, steps=10, warmup=3, rounds=3, policy="float32", command="",
+        settings=("default",), with_breakdown=False):
+    """Measures every network under each setting, writes benchmark_train.json and benchmark_train.md to `out_dir`,
+    returns the dict."""
     machine = environment()
     machine["load_average_before"] = machine.pop("load_average")
-    result = dict(
-        command=command,
-        machine=machine,
-        results=[measure(m, crop, batch_size, steps, warmup, rounds, policy) for m in models],
-    )
+    rows = []
+    for name in models:
+        rows += measure(name, crop, batch_size, steps, warmup, rounds, policy, settings=tuple(settings))
+    result = dict(command=command, machine=machine, settings=list(settings), results=rows)
+    if with_breakdown:
+        result["breakdown"] = []
+        for name in models:
+            result["breakdown"] += breakdown(name, crop, batch_size, steps=steps, rounds=rounds)
     result["machine"]["load_average_after"] = list(os.getloadavg())
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "benchmark_train.json"), "w") as f:
@@ -119,17 +258,20 @@ def markdown(result):
         f"Training step (forward, losses, backward, update) on {device}; "
         f"load average {machine['load_average_before'][0]:.2f} before, {machine['load_average_after'][0]:.2f} after.",
         "",
-        "| model | optimiser | aux heads | crop | batch | policy | images/s (median) | per round | ms/step | "
-        "first step (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | step setting | optimiser | aux heads | crop | batch | policy | images/s (median) | per round | "
+        "ms/step | vs first setting | first step (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["results"]:
         rounds = ", ".join(f"{v:.1f}" for v in r["images_per_s"])
         lines.append(
-            f"| {r['model']} | {r['optimizer']} | {len(r['aux_heads'])} | {r['crop'][0]}x{r['crop'][1]} | "
-            f"{r['batch_size']} | {r['policy']} | {r['median']:.1f} | {rounds} | {r['ms_per_step']:.0f} | "
-            f"{r['first_step_s']:.1f} |"
+            f"| {r['model']} | {r.get('setting', 'default')} | {r['optimizer']} | {len(r['aux_heads'])} | "
+            f"{r['crop'][0]}x{r['crop'][1]} | {r['batch_size']} | {r['policy']} | {r['median']:.1f} | {rounds} | "
+            f"{r['ms_per_step']:.0f} | {r.get('speedup', 1.0):.2f}x | {r['first_step_s']:.1f} |"
         )
+    if result.get("breakdown"):
+        lines += ["", "Where the time of the default step goes (ablation, side by side):", "",
+                  breakdown_markdown(result["breakdown"]).rstrip("\n")]
     if result["command"]:
         lines += ["", f"Command: `{result['command']}`"]
     return "\n".join(lines) + "\n"
