@@ -160,7 +160,7 @@ def deployable_network(model, input_shape, fold=True):
     return network
 
 
-def head_function(model, head="logits"):
+def head_function(model, head="logits", last_mile="fused"):
     """Returns a TensorFlow function computing `head` on top of the logits of `model`, at the input's own size.
 
     The network alone (no input scale): what `contextnet_tf.deploy.timing` times. TensorFlow ops (``tf.argmax``)
@@ -175,10 +175,10 @@ def head_function(model, head="logits"):
     Returns:
         (fn, input_dtype): the function of one image batch, and the dtype it takes.
     """
-    return serving_function(logits_only(model), head, 1.0)
+    return serving_function(logits_only(model), head, 1.0, last_mile=last_mile)
 
 
-def serving_function(network, head, scale):
+def serving_function(network, head, scale, last_mile="fused"):
     """Returns a TensorFlow function running `network` at input scale `scale` as `Predictor` does (module docstring).
 
     Args:
@@ -186,20 +186,37 @@ def serving_function(network, head, scale):
         head: ``"logits"``, ``"cls"`` or ``"prob"`` (see `head_function`).
         scale: the input scale; the function's input (batch, h, w, 3) is resized to ``scaled_size(h, w, scale)``
             (static sizes are computed in Python, run-time sizes in the graph, with the same round-half-to-even).
+        last_mile: for ``"cls"`` at scale 1, ``"fused"`` takes the labels from the network's 1/8-resolution logits
+            (`contextnet_tf.evaluation.last_mile.upsample_argmax`: the full-resolution logits are never made; same
+            labels, ties aside) and ``"plain"`` is the argmax of the upsampled logits. Other heads and scales always
+            take the plain path.
 
     Returns:
         (fn, input_dtype).
     """
     import tensorflow as tf
 
+    from contextnet_tf.evaluation import last_mile as last_mile_lib
+
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}")
     if head == "cls":
         _check_label_range(network.output_shape[-1])
+    if last_mile not in ("fused", "plain"):
+        raise ValueError(f"last_mile must be fused or plain, got {last_mile!r}")
     scale = float(scale)
+    eighth = None
+    if head == "cls" and scale == 1.0 and last_mile == "fused":
+        try:
+            eighth = last_mile_lib.eighth_logits_model(network)
+        except ValueError:  # not a network of this package (no final `logits` upsampling): the plain path
+            eighth = None
 
     def fn(image):
         image = tf.cast(image, tf.float32)
+        if eighth is not None:
+            size, _ = _sizes(image, 1.0)
+            return last_mile_lib.upsample_argmax(eighth(image, training=False), size, output_type=tf.uint8)
         if scale == 1.0:
             logits = network(image, training=False)
             scores = logits

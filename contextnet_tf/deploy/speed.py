@@ -185,3 +185,74 @@ def compare_input_shapes(names, resolutions, num_classes=19, modes=("end_to_end"
     protocol = dict(batch=1, burn_in=burn_in, frames=frames, max_seconds=max_seconds, head="cls", interleaved=True,
                     reference="static_graph")
     return {"environment": environment(None), "protocol": protocol, "results": results}
+
+
+LAST_MILE_PATHS = ("to_eighth_logits", "cls_plain", "cls_fused")
+
+
+def last_mile_paths(model):
+    """Three end-to-end paths of the folded `model` (uint8 host image in, result on the host), for `compare_last_mile`:
+
+    * ``to_eighth_logits``: up to the network's 1/8-resolution logits (downloaded: they are small);
+    * ``cls_plain``: labels as before issue 18, argmax of the bilinearly upsampled logits;
+    * ``cls_fused``: labels from the 1/8 logits by `contextnet_tf.evaluation.last_mile` (the default now).
+
+    The part of a frame after the 1/8 logits is ``1 - fps(cls) / fps(to_eighth_logits)``.
+    """
+    import tensorflow as tf
+
+    from contextnet_tf.deploy.export import head_function
+    from contextnet_tf.deploy.folding import fold_batch_norm
+    from contextnet_tf.evaluation.last_mile import eighth_logits_model
+
+    folded = fold_batch_norm(model)
+    eighth = eighth_logits_model(folded)
+    to_eighth = keras_path("to_eighth_logits", folded, "cls")
+    to_eighth.compute = tf.function(lambda image: eighth(tf.cast(image, tf.float32), training=False))
+    plain = keras_path("cls_plain", folded, "cls")
+    plain.compute = tf.function(head_function(folded, "cls", last_mile="plain")[0])
+    fused = keras_path("cls_fused", folded, "cls")
+    fused.compute = tf.function(head_function(folded, "cls", last_mile="fused")[0])
+    return [to_eighth, plain, fused]
+
+
+def compare_last_mile(models, images, frames=FRAMES, burn_in=BURN_IN, max_seconds=None, log=print):
+    """Times `last_mile_paths` side by side (interleaved, one process) for each model and image.
+
+    Args:
+        models: {label: Keras model built at the images' size}.
+        images: {label: uint8 (1, h, w, 3)} for each model label (real frames: the fused path's work depends on how
+            many 8x8 cells hold a class boundary).
+
+    Returns:
+        The `run_benchmark` report format; each record also has ``after_eighth_share`` (the part of the frame
+        after the 1/8 logits, for the two cls paths) and ``ratio_to_folded`` holds the ratio to ``cls_plain``.
+    """
+    results = []
+    for label, model in models.items():
+        paths = last_mile_paths(model)
+        timings = time_paths(paths, images[label], "end_to_end", frames, burn_in, max_seconds)
+        eighth_ms = timings["to_eighth_logits"]["latency_ms"]["mean"]
+        plain_fps = timings["cls_plain"]["fps"]
+        for name, timing in timings.items():
+            share = None if name == "to_eighth_logits" else 1.0 - eighth_ms / timing["latency_ms"]["mean"]
+            results.append(dict(resolution=label, path=name, mode="end_to_end", head="cls", **timing,
+                                ratio_to_folded=timing["fps"] / plain_fps, after_eighth_share=share))
+            log(f"{label} {name:18s} {timing['fps']:8.2f} fps  p50 {timing['latency_ms']['p50']:8.1f} ms"
+                + ("" if share is None else f"  after the 1/8 logits: {100 * share:.1f}%"))
+    protocol = dict(batch=1, burn_in=burn_in, frames=frames, max_seconds=max_seconds, head="cls", interleaved=True,
+                    reference="cls_plain")
+    return {"environment": environment(None), "protocol": protocol, "results": results}
+
+
+def last_mile_markdown(report):
+    """`compare_last_mile`'s report as a markdown table."""
+    lines = [
+        "| model and size | path | fps | x plain | latency mean (ms) | p50 (ms) | after the 1/8 logits | frames |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        share = "" if r["after_eighth_share"] is None else f"{100 * r['after_eighth_share']:.1f}%"
+        lines.append(f"| {r['resolution']} | {r['path']} | {r['fps']:.2f} | {r['ratio_to_folded']:.2f} | "
+                     f"{r['latency_ms']['mean']:.1f} | {r['latency_ms']['p50']:.1f} | {share} | {r['frames']} |")
+    return "\n".join(lines) + "\n"

@@ -23,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from contextnet_tf import data
-from contextnet_tf.models import SegmentationModel
+from contextnet_tf.evaluation import last_mile
+from contextnet_tf.models import SegmentationModel, logits_only
 
 FORMATS = ("color", "overlay", "labelids")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
@@ -134,6 +135,7 @@ class Predictor:
         self.flip = flip
         self.scales = tuple(float(s) for s in scales)
         self._forward = {}
+        self._labels = None
 
     def _logits_fn(self, height, width):
         key = (height, width)
@@ -170,8 +172,32 @@ class Predictor:
         return total / count
 
     def labels(self, images):
-        """Predicted train ids, int32 numpy array [B, H, W]."""
+        """Predicted train ids, int32 numpy array [B, H, W].
+
+        With one scale of 1 and no flip, the labels come from the network's 1/8-resolution logits through
+        `last_mile.upsample_argmax` (the full-resolution logits are never made; same labels, ties aside); otherwise
+        they are the argmax of `logits_or_probabilities`.
+        """
+        if self.scales == (1.0,) and not self.flip:
+            labels_fn = self._fused_labels_fn()
+            if labels_fn is not None:
+                return labels_fn(tf.convert_to_tensor(images, tf.float32)).numpy()
         return tf.argmax(self.logits_or_probabilities(images), axis=-1, output_type=tf.int32).numpy()
+
+    def _fused_labels_fn(self):
+        if self._labels is None:
+            try:
+                eighth = last_mile.eighth_logits_model(logits_only(self.model))
+            except ValueError:  # not a network of this package: no final `logits` upsampling to fuse
+                self._labels = False
+                return None
+
+            @tf.function(reduce_retracing=True)
+            def labels_fn(images):
+                return last_mile.upsample_argmax(eighth(images, training=False), tf.shape(images)[1:3])
+
+            self._labels = labels_fn
+        return self._labels or None
 
 
 def overlay(image, labels, info, alpha=0.5):
