@@ -15,7 +15,9 @@ A *path* is one way to run the model: a Keras model under TensorFlow (graph or X
 TFLite (XNNPACK) or ONNX Runtime on our exported network. TFLite and ONNX Runtime take host arrays, so they only
 have the ``end_to_end`` mode. Every path computes the same thing: uint8 image -> bilinear logits at full resolution
 -> argmax / softmax, exactly what the model and its exports do (no argmax at 1/8 resolution before upsampling, which
-would be faster but is a different prediction).
+would be a different prediction). The TensorFlow ``cls`` paths take the labels from the 1/8 logits by
+`contextnet_tf.evaluation.last_mile` (the same labels, without the full-resolution logits); the JAX path keeps
+the plain argmax (the fused path's cell count is data-dependent, which `jax.jit` cannot trace).
 """
 
 import concurrent.futures
