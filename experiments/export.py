@@ -2,8 +2,12 @@
 
     python experiments/export.py --model=pretrained/fast_scnn_camvid.keras --format=saved_model --output=OUT/sm
     python experiments/export.py --model=pretrained/fast_scnn_camvid.keras --format=tflite --output=OUT/fs.tflite
-    python experiments/export.py --model=PATH.keras --format=tflite_int8 --output=out/fast_scnn_int8.tflite \
-        --calibration_images='../shared/data/camvid/train/*.png'
+    python experiments/export.py --model=pretrained/fast_scnn_camvid.keras --format=tflite_int8 \
+        --output=OUT/fs_int8.tflite --data_dir=../shared/data/camvid
+
+int8 calibrates by default on 100 frames spread over the training split of the model's own dataset (--data_dir,
+--calibration_split); --calibration_images='GLOB' overrides that. Where the calibration images came from is written
+beside the file (OUT/fs_int8.tflite.calibration.json) and printed.
 
 Every export runs the model at its own input scale (`model.input_scale`) and returns labels or probabilities at
 the input's size, as `evaluate.py` and `predict.py` do. The SavedModel takes any size; TFLite and ONNX take the static
@@ -19,6 +23,7 @@ traceback).
 """
 
 import glob
+import json
 import logging
 import os
 import sys
@@ -43,7 +48,11 @@ INPUT_SIZE = flags.DEFINE_string("input_size", None, "HxW input of a TFLite / ON
                                  "model of no dataset). The SavedModel takes any size.")
 NUM_CLASSES = flags.DEFINE_integer("num_classes", 19, "Classes of a model built by variant name.")
 CALIBRATION_IMAGES = flags.DEFINE_string("calibration_images", None,
-                                         "Glob of RGB images for int8 calibration (needed by tflite_int8).")
+                                         "Glob of RGB images for int8 calibration (default: frames of the model's "
+                                         "own dataset, --calibration_split of --data_dir).")
+DATA_DIR = flags.DEFINE_string("data_dir", None, "Root of the model's dataset, for the default int8 calibration.")
+CALIBRATION_SPLIT = flags.DEFINE_string("calibration_split", "train", "Split of the model's dataset whose frames "
+                                        "calibrate int8 (default: the training split).")
 CALIBRATION_COUNT = flags.DEFINE_integer("calibration_count", 100, "Calibration images used at most.")
 CHECK = flags.DEFINE_bool("check", True, "Reload the export in a fresh process and compare with Keras.")
 CHECK_IMAGES = flags.DEFINE_string("check_images", None,
@@ -80,17 +89,27 @@ def main(argv):
     input_size = cli.parse_size(INPUT_SIZE.value, "input_size") if INPUT_SIZE.value else None
     if input_size and FORMAT.value == "saved_model":
         raise ValueError("--input_size is for tflite, tflite_int8 and onnx: the SavedModel takes any size")
-    if FORMAT.value == "tflite_int8" and not CALIBRATION_IMAGES.value:
-        raise ValueError("--format=tflite_int8 needs --calibration_images (a glob of real images)")
+    if FORMAT.value == "tflite_int8" and not CALIBRATION_IMAGES.value and not DATA_DIR.value:
+        raise ValueError("--format=tflite_int8 calibrates on the training split of the model's dataset: give "
+                         "--data_dir (its root), or --calibration_images (a glob of real images)")
+    if DATA_DIR.value and not os.path.isdir(DATA_DIR.value):
+        raise ValueError(f"--data_dir: {DATA_DIR.value} is not a folder")
     for flag, pattern in (("calibration_images", CALIBRATION_IMAGES.value), ("check_images", CHECK_IMAGES.value)):
         if pattern and not glob.glob(pattern):
             raise ValueError(f"--{flag}: no file matches {pattern!r}")
     model = export.load_model(MODEL.value, None, NUM_CLASSES.value, WEIGHTS.value)
     if FORMAT.value != "saved_model":
         input_size = input_size or export.default_input_size(model)
-    calibration = None
+    calibration = calibration_record = None
     if FORMAT.value == "tflite_int8":
-        calibration = export.representative_images(CALIBRATION_IMAGES.value, input_size, CALIBRATION_COUNT.value)
+        if CALIBRATION_IMAGES.value:
+            files = sorted(glob.glob(CALIBRATION_IMAGES.value))[:CALIBRATION_COUNT.value]
+            calibration_record = dict(source="--calibration_images", pattern=CALIBRATION_IMAGES.value,
+                                      count=len(files), files=[os.path.basename(f) for f in files])
+        else:
+            files, calibration_record = export.calibration_files(model, DATA_DIR.value, CALIBRATION_SPLIT.value,
+                                                                 CALIBRATION_COUNT.value)
+        calibration = export.representative_images(files, input_size, CALIBRATION_COUNT.value)
     head = "logits" if FORMAT.value == "saved_model" else HEAD.value
     os.makedirs(os.path.dirname(os.path.abspath(OUTPUT.value)), exist_ok=True)
     try:
@@ -98,6 +117,14 @@ def main(argv):
         scale = export.input_scale(model)
         size = "any size" if input_size is None else cli.format_size(input_size)
         print(f"wrote {OUTPUT.value} ({size} in, input scale {scale:g})")
+        if calibration_record is not None:
+            calibration_record.update(model=MODEL.value, input_size=list(input_size))
+            with open(OUTPUT.value + ".calibration.json", "w") as f:
+                json.dump(calibration_record, f, indent=2)
+            where = (f"{calibration_record['dataset']} {calibration_record['split']}"
+                     if "dataset" in calibration_record else calibration_record["pattern"])
+            print(f"int8 calibrated on {calibration_record['count']} frames of {where}: "
+                  f"{OUTPUT.value}.calibration.json")
         if not CHECK.value:
             return
         images = export_check.check_images(model, FORMAT.value, CHECK_IMAGES.value, input_size=input_size)

@@ -305,3 +305,45 @@ def test_export_program_reports_a_missing_model_clearly(tmp_path):
     assert result.returncode != 0
     assert "missing.keras' does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_int8_calibrates_on_frames_spread_over_the_models_training_split(tmp_path):
+    from contextnet_tf import data as data_lib
+    from contextnet_tf.models import dataset_recipe
+
+    root = str(tmp_path / "city")
+    data_lib.generate_synthetic_city(root, num_train=10, num_val=2, image_size=(64, 96), seed=3)
+    model = build_model("cn14", **dataset_recipe(data_lib.get_info("synthetic")))
+    paths, record = export.calibration_files(model, root, "train", count=4)
+    train = [image for image, _ in data_lib.list_examples("synthetic", root, "train")]
+    assert paths == [train[i] for i in (0, 3, 6, 9)]  # evenly spread, first and last included
+    assert record["dataset"] == "synthetic" and record["split"] == "train" and record["of"] == 10
+    assert record["files"] == [os.path.basename(p) for p in paths]
+    images = export.representative_images(paths, (32, 48))
+    assert len(images) == 4 and images[0].shape == (1, 32, 48, 3) and images[0].dtype == np.float32
+    with pytest.raises(ValueError, match="names no dataset"):
+        export.calibration_files(build_model("cn14", num_classes=5), root)
+
+
+def test_evaluate_export_counts_the_same_confusion_as_the_keras_model(tmp_path):
+    from contextnet_tf import data as data_lib
+    from contextnet_tf.evaluation import metrics as metrics_lib
+    from contextnet_tf.evaluation.prediction import Predictor, read_image
+    from contextnet_tf.models import dataset_recipe
+
+    root = str(tmp_path / "city")
+    data_lib.generate_synthetic_city(root, num_train=2, num_val=3, image_size=(64, 96), seed=5)
+    info = data_lib.get_info("synthetic")
+    model = build_model("cn14", **dataset_recipe(info))
+    path = str(tmp_path / "m.tflite")
+    export.export(model, path, "tflite", "cls", input_size=(64, 96))
+    result = export_check.evaluate_export(path, "tflite", "synthetic", root, "val", (64, 96))
+    predictor = Predictor(model)
+    table = data_lib.id_to_train_id("synthetic")
+    expected = sum(
+        metrics_lib.confusion_matrix(data_lib.read_train_ids("synthetic", label, table),
+                                     predictor.labels(read_image(image)[None])[0], info.num_classes)
+        for image, label in data_lib.list_examples("synthetic", root, "val"))
+    matrix = np.asarray(result["confusion_matrix"])
+    assert result["num_images"] == 3 and matrix.sum() == expected.sum()
+    assert np.abs(matrix - expected).sum() <= 0.002 * expected.sum()  # folding: near-ties may flip

@@ -175,3 +175,11 @@ def test_predict_refuses_labelids_the_model_cannot_write_and_an_empty_input(city
     line = _one_line_error(_run([PREDICT_PY, "--model=/nowhere.keras", f"--input={empty}",
                                  f"--output_dir={output_dir}"], env), "predict.py")
     assert f"--input {empty}: no image files" in line
+
+
+def test_export_int8_says_where_its_calibration_frames_come_from(models, tmp_path, env):
+    argv = [EXPORT_PY, f"--model={models['camvid']}", "--format=tflite_int8", f"--output={tmp_path / 'm.tflite'}"]
+    line = _one_line_error(_run(argv, env), "export.py")
+    assert "--data_dir" in line and "--calibration_images" in line and "training split" in line
+    line = _one_line_error(_run([*argv, f"--data_dir={tmp_path / 'missing'}"], env), "export.py")
+    assert "--data_dir" in line and "missing" in line

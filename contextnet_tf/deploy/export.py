@@ -332,14 +332,42 @@ def export_saved_model(model, path, fold=True):
 # ----------------------------------------------------------------------------------------------- TFLite and ONNX
 
 
+def calibration_files(model, data_dir, split="train", count=100):
+    """The int8 calibration images of `model` by default: `count` frames spread evenly over the `split` split of the
+    model's own dataset (its ``dataset`` field), so the quantiser sees the scenes the model was trained on.
+
+    Returns:
+        (paths, record): the image paths and a JSON-able record of where they came from (dataset, split, data_dir,
+        count and file names), which `experiments/export.py` writes beside the int8 model.
+
+    Raises:
+        ValueError: the model names no dataset (give calibration images), or the split has no image.
+    """
+    from contextnet_tf import data
+
+    dataset = getattr(model, "dataset", None)
+    if not dataset:
+        raise ValueError(f"model {model.name!r} names no dataset, so there is no training split to calibrate on: "
+                         "give --calibration_images (a glob of real images)")
+    examples = data.list_examples(dataset, data_dir, split)
+    if not examples:
+        raise ValueError(f"{dataset} {split} in {data_dir} has no image to calibrate on")
+    picks = np.unique(np.linspace(0, len(examples) - 1, min(count, len(examples))).round().astype(int))
+    paths = [examples[i][0] for i in picks]
+    record = dict(source="dataset split", dataset=dataset, split=split, data_dir=os.path.abspath(data_dir),
+                  count=len(paths), of=len(examples), files=[os.path.basename(p) for p in paths])
+    return paths, record
+
+
 def representative_images(pattern, input_size, count=100):
-    """Loads up to `count` RGB images matching the glob `pattern`, resized to `input_size` (h, w), as float32
-    (1, h, w, 3) arrays: the representative dataset of int8 post-training quantisation.
+    """Loads up to `count` RGB images matching the glob `pattern` (or given as a list of paths), resized to
+    `input_size` (h, w), as float32 (1, h, w, 3) arrays: the representative dataset of int8 post-training
+    quantisation.
 
     Raises:
         FileNotFoundError: no file matches `pattern`.
     """
-    paths = sorted(glob.glob(pattern))[:count]
+    paths = (sorted(glob.glob(pattern)) if isinstance(pattern, str) else list(pattern))[:count]
     if not paths:
         raise FileNotFoundError(f"no calibration image matches {pattern!r}")
     height, width = input_size[:2]

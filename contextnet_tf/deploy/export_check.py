@@ -315,3 +315,47 @@ def check_images(model, fmt, pattern=None, count=4, seed=0, input_size=None):
     if fmt == "saved_model":
         images += [rng.integers(0, 256, (1, h, w, 3), dtype=np.uint8) for h, w in ODD_SIZES]
     return images
+
+
+def evaluate_export(path, fmt, dataset, data_dir, split, input_size, max_images=None, num_threads=None, log=None):
+    """The metrics (`evaluation.metrics.metrics_from_confusion`) of a TFLite or ONNX ``cls`` export on a split.
+
+    Each frame is resized to the export's static `input_size` (h, w) (bilinear), run, and its labels brought back to
+    the label file's size by nearest neighbour (a no-op for CamVid at its native 360x480).
+
+    Args:
+        path: the exported file; fmt: ``tflite``, ``tflite_int8`` or ``onnx``.
+        dataset, data_dir, split: the frames and labels (`data.list_examples`).
+        input_size: the export's (h, w).
+        max_images: evaluate at most this many frames (evenly spread); None for all.
+        log: optional callable given a progress line every 25 frames.
+    """
+    from contextnet_tf import data
+    from contextnet_tf.evaluation import metrics as metrics_lib
+
+    run = onnx_runner(path, num_threads) if fmt == "onnx" else tflite_runner(path, num_threads)
+    info = data.get_info(dataset)
+    table = data.id_to_train_id(dataset)
+    examples = data.list_examples(dataset, data_dir, split)
+    if max_images is not None and max_images < len(examples):
+        picks = np.unique(np.linspace(0, len(examples) - 1, max_images).round().astype(int))
+        examples = [examples[i] for i in picks]
+    height, width = input_size
+    matrix = np.zeros((info.num_classes, info.num_classes), np.int64)
+    for index, (image_path, label_path) in enumerate(examples, 1):
+        bgr = cv2.imread(image_path, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"{image_path}: not a readable image")
+        rgb = cv2.cvtColor(cv2.resize(bgr, (width, height), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
+        labels = np.asarray(run(rgb[None].astype(np.uint8)))[0]
+        if labels.ndim == 3:  # a logits or prob export: its argmax
+            labels = labels.argmax(-1)
+        truth = data.read_train_ids(dataset, label_path, table)
+        if labels.shape != truth.shape:
+            labels = cv2.resize(labels.astype(np.uint8), truth.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        matrix += metrics_lib.confusion_matrix(truth, labels, info.num_classes, info.ignore_label)
+        if log is not None and (index % 25 == 0 or index == len(examples)):
+            log(f"{index}/{len(examples)} frames")
+    result = metrics_lib.metrics_from_confusion(matrix, info)
+    result.update(num_images=len(examples), split=split, export=os.path.abspath(path), format=fmt)
+    return result
