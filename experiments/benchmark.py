@@ -26,8 +26,8 @@ WEIGHTS = flags.DEFINE_string("weights", None, "Optional .weights.h5 file for a 
 DATASET = flags.DEFINE_enum("dataset", data.PAPERS_DATASET, list(data.DATASET_NAMES),
                             "Dataset whose class count a model built by name gets.")
 RESOLUTIONS = cli.define_sizes("resolutions", ["1024x2048", "512x1024", "256x512"], "Input sizes HxW.")
-PATHS = flags.DEFINE_list("paths", None, f"Paths to time, from {', '.join(speed.PATHS)} (default: all but "
-                          "tflite_int8 under TensorFlow, keras_unfolded and keras_folded under JAX).")
+PATHS = flags.DEFINE_list("paths", None, f"Paths to time, from {', '.join(speed.PATHS)} (default: all of "
+                          "them under TensorFlow, int8 TFLite included; keras_unfolded and keras_folded under JAX).")
 MODES = flags.DEFINE_list("modes", ["end_to_end"], f"Modes, from {', '.join(timing.MODES)}.")
 HEAD = flags.DEFINE_enum("head", "cls", list(timing.HEADS), "cls: argmax labels; prob: softmax probabilities.")
 FRAMES = flags.DEFINE_integer("frames", timing.FRAMES, "Timed frames.")

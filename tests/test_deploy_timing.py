@@ -125,3 +125,9 @@ def test_benchmark_program_bad_flags_are_clear_errors(tmp_path, flag, message):
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_default_cpu_comparison_includes_int8():
+    from contextnet_tf.deploy import speed
+
+    assert "tflite_int8" in speed.default_paths() and "tflite" in speed.default_paths()
