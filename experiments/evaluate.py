@@ -18,7 +18,8 @@ from absl import flags
 
 from contextnet_tf import data, program
 from contextnet_tf.evaluation import metrics as evaluation
-from contextnet_tf.models.segmenter import SegmentationModel, load_model
+from contextnet_tf.evaluation.prediction import class_mismatch
+from contextnet_tf.models.segmenter import load_model
 
 MODEL = flags.DEFINE_string("model", None, "Path of a .keras model.", required=True)
 DATASET = flags.DEFINE_enum("dataset", None, list(data.DATASET_NAMES), "Dataset.", required=True)
@@ -45,19 +46,18 @@ def check_output(path):
 
 
 def check_fits(model, path, info):
-    """Raises ValueError unless `model` predicts the classes of the dataset `info` describes."""
-    classes = model.num_classes if isinstance(model, SegmentationModel) else int(model.output_shape[-1])
-    trained_on = getattr(model, "dataset", None)
-    origin = f", trained on {trained_on}" if trained_on else ""
-    if classes != info.num_classes:
+    """Raises ValueError unless `model` predicts the classes of the dataset `info` describes
+    (`prediction.class_mismatch`, worded for --model)."""
+    mismatch = class_mismatch(model, info)
+    if mismatch is None:
+        return
+    origin = f", trained on {mismatch.trained_on}" if mismatch.trained_on else ""
+    if not mismatch.differ:
         raise ValueError(
-            f"--model {path} predicts {classes} classes{origin}, but {info.name} has {info.num_classes}; "
-            f"evaluate it on {trained_on or 'the dataset it was trained on'}"
+            f"--model {path} predicts {mismatch.classes} classes{origin}, but {info.name} has {info.num_classes}; "
+            f"evaluate it on {mismatch.trained_on or 'the dataset it was trained on'}"
         )
-    names = getattr(model, "class_names", None)
-    if names is not None and list(names) != list(info.class_names):
-        differ = [f"{a} / {b}" for a, b in zip(names, info.class_names) if a != b]
-        raise ValueError(f"--model {path}{origin} has other classes than {info.name} ({', '.join(differ[:3])})")
+    raise ValueError(f"--model {path}{origin} has other classes than {info.name} ({', '.join(mismatch.differ[:3])})")
 
 
 def scale_values(texts):

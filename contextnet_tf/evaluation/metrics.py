@@ -15,7 +15,7 @@ import math
 import keras
 import numpy as np
 
-from contextnet_tf.evaluation.prediction import Predictor
+from contextnet_tf.evaluation.prediction import Predictor, class_mismatch
 
 
 def confusion_matrix(labels, predictions, num_classes, ignore_label=255):
@@ -83,22 +83,20 @@ def metrics_from_confusion(matrix, info):
 
 
 def check_model_fits(model, info):
-    """Raises ValueError if `model` (a `SegmentationModel`, or any model's logits) cannot label `info`'s classes."""
-    num_classes = getattr(model, "num_classes", None)
-    if num_classes is None:
-        output = model.output["logits"] if isinstance(model.output, dict) else model.output
-        num_classes = output.shape[-1]
-    if num_classes != info.num_classes:
+    """Raises ValueError if `model` (a `SegmentationModel`, or any model's logits) cannot label `info`'s classes
+    (`prediction.class_mismatch`)."""
+    mismatch = class_mismatch(model, info)
+    if mismatch is None:
+        return
+    if not mismatch.differ:
         raise ValueError(
-            f"model {model.name!r} predicts {num_classes} classes but dataset {info.name!r} has {info.num_classes}"
+            f"model {model.name!r} predicts {mismatch.classes} classes but dataset {info.name!r} has "
+            f"{info.num_classes}"
         )
-    trained_on = getattr(model, "dataset", None)
-    names = getattr(model, "class_names", None)
-    if names is not None and list(names) != list(info.class_names):
-        raise ValueError(
-            f"model {model.name!r} was trained on {trained_on or 'another dataset'} with classes "
-            f"{', '.join(names)}, not {info.name!r}'s {', '.join(info.class_names)}"
-        )
+    raise ValueError(
+        f"model {model.name!r} was trained on {mismatch.trained_on or 'another dataset'} with classes "
+        f"{', '.join(model.class_names)}, not {info.name!r}'s {', '.join(info.class_names)}"
+    )
 
 
 def evaluate(model, dataset, info, *, flip=False, scales=None, max_images=None, verbose=False):

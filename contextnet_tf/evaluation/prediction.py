@@ -68,6 +68,32 @@ def model_classes(model):
     return int(classes)
 
 
+@dataclasses.dataclass(frozen=True)
+class ClassMismatch:
+    """How a model's classes differ from a dataset's (`class_mismatch`): the model's class count, the dataset it was
+    trained on (None if it names none), and the differing ``"model name / dataset name"`` pairs when the counts agree
+    (empty when the counts differ)."""
+
+    classes: int
+    trained_on: str | None
+    differ: tuple
+
+
+def class_mismatch(model, info):
+    """None when `model` predicts exactly the classes of `info` (as many and, when it carries its class names, the
+    same in the same order); else a `ClassMismatch`. The one comparison behind every check that a model fits a dataset
+    (`metrics.check_model_fits`, `check_label_ids`, evaluate.py); each caller words its own message."""
+    classes = model_classes(model)
+    trained_on = getattr(model, "dataset", None)
+    if classes != info.num_classes:
+        return ClassMismatch(classes, trained_on, ())
+    names = getattr(model, "class_names", None)
+    if names is not None and list(names) != list(info.class_names):
+        differ = tuple(f"{a} / {b}" for a, b in zip(names, info.class_names) if a != b)
+        return ClassMismatch(classes, trained_on, differ)
+    return None
+
+
 def check_label_ids(model, info, name=None):
     """Raises ValueError unless the ``labelids`` PNGs of `info`'s dataset can be written from `model`'s classes.
 
@@ -84,18 +110,16 @@ def check_label_ids(model, info, name=None):
             f"label ids are defined for {', '.join(data.DATASET_NAMES)}; model {name}{origin} names no such dataset: "
             "name the dataset whose label ids to write (predict.py: --dataset)"
         )
-    classes = model_classes(model)
-    if classes != info.num_classes:
+    mismatch = class_mismatch(model, info)
+    if mismatch is not None and not mismatch.differ:
         raise ValueError(
-            f"model {name}{origin} predicts {classes} classes, which do not map to {info.name}'s label ids "
+            f"model {name}{origin} predicts {mismatch.classes} classes, which do not map to {info.name}'s label ids "
             f"({info.num_classes} classes): write the label ids of {trained_on or 'the dataset it was trained on'}"
         )
-    names = getattr(model, "class_names", None)
-    if names is not None and list(names) != list(info.class_names):
-        differ = [f"{a} / {b}" for a, b in zip(names, info.class_names) if a != b]
+    if mismatch is not None:
         raise ValueError(
             f"model {name}{origin} predicts other classes than {info.name}'s label ids are for "
-            f"({', '.join(differ[:3])}): write the label ids of {trained_on or 'the dataset it was trained on'}"
+            f"({', '.join(mismatch.differ[:3])}): write the label ids of {trained_on or 'the dataset it was trained on'}"
         )
 
 
