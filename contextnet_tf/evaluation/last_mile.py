@@ -1,8 +1,10 @@
-"""The last mile of inference: full-resolution labels from the 1/8-resolution logits, without the full-resolution logits.
+"""The last mile of inference: full-resolution labels from the 1/8-resolution logits, never making full-resolution
+logits.
 
 Both networks end in a bilinear upsampling of their 1/8-resolution logits to the input size (the layer ``logits``,
 half-pixel centres), and the labels are the argmax of that. At 1024x2048 the upsampled logits are 2 million pixels x
-19 classes: resizing them and taking their argmax costs about a quarter of a folded Fast-SCNN's frame on a CPU.
+19 classes: resizing them and taking their argmax cost 19% (Fast-SCNN) and 29% (cn14) of a folded network's frame on
+this CPU (docs/benchmarks.md, `experiments/benchmark_last_mile.py`).
 `upsample_argmax` gives the same labels from the 1/8 logits directly.
 
 How. With an even integer factor ``f`` (8 here) and half-pixel centres, every output pixel interpolates between the
@@ -10,8 +12,8 @@ same 2x2 low-resolution neighbours as the other ``f x f`` pixels of its *cell* (
 low-resolution grid covers output rows ``f*k - f/2 .. f*k + f/2 - 1``, with weights ``t = (r + 0.5) / f``; padding
 the edges by repetition is exactly the resize's clamping). A bilinear weight is a convex combination, so when the
 four corners of a cell have the same argmax ``c`` then ``z_c - z_d`` is a convex combination of positive numbers for
-every other class ``d``: the whole cell is ``c``. Only the cells whose corners disagree (near class boundaries;
-about 10% of them on road scenes) are interpolated, each for its ``f*f`` pixels and all classes, and their argmax
+every other class ``d``: the whole cell is ``c``. Only the cells whose corners disagree (near class boundaries)
+are interpolated, each for its ``f*f`` pixels and all classes, and their argmax
 written into the label map. The result equals ``argmax(resize(logits))`` except where two classes tie to float32
 rounding (the two computations round differently): `tests/test_evaluation_last_mile.py` checks it on real frames.
 

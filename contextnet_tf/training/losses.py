@@ -13,8 +13,8 @@ Class weighting is not in either paper and is off by default (``class_weighting=
 datasets with rare thin classes (CamVid's pole, sign, pedestrian), where SegNet and ENet use it: `class_weights`
 computes SegNet's median frequency balancing or ENet's ``1 / ln(1.02 + p)`` from the training labels.
 
-Speed (issue 18; docs/training.md, "Where a training step's time goes"): the three full-resolution cross-entropies
-of a Fast-SCNN step are about a third of it on a CPU. `segmentation_losses` therefore derives the label terms (valid
+Speed (issue 18; docs/training.md, "Where a training step's time goes", measured with
+``python experiments/benchmark_train.py --breakdown``): `segmentation_losses` derives the label terms (valid
 mask, safe labels, per-pixel weights) once for every head, and computes each cross-entropy with
 `softmax_cross_entropy_sum`: one softmax (oneDNN's kernel) whose probabilities are kept for the gradient, written out
 as ``weights * (softmax - one_hot)``. It is the same mathematics as `masked_cross_entropy` (the reference, kept for
@@ -81,8 +81,9 @@ def label_terms(labels, ignore_label=255, class_weights=None):
 def softmax_cross_entropy_sum(logits, safe_labels, weights):
     """``sum(weights * -log(softmax(logits)[label]))`` over the pixels, with a hand-written gradient.
 
-    Same value and gradient as `masked_cross_entropy`'s sum (to float32 rounding), about 1.4x faster on a CPU: the
-    softmax is computed once and reused by the gradient ``weights * (softmax - one_hot(label))``. A pixel's loss
+    Same value and gradient as `masked_cross_entropy`'s sum (to float32 rounding); the softmax is computed once and
+    reused by the gradient ``weights * (softmax - one_hot(label))``. In a whole step it gives 1.00-1.10x
+    (``python experiments/benchmark_train.py``, settings ``before`` and ``default``; docs/training.md). A pixel's loss
     saturates at -log(FLT_MIN) = 87.3 (its gradient does not).
 
     Args:
@@ -191,30 +192,23 @@ def segmentation_losses(outputs, labels, *, ignore_label=255, aux_weight=0.4, l2
     context = tf.distribute.get_replica_context()
     num_replicas = context.num_replicas_in_sync if context is not None else 1
     heads = dict(outputs) if isinstance(outputs, dict) else {LOGITS: outputs}
-    label_sets = {}  # (height, width) of the labels a head is compared with -> (labels, safe labels, weights)
-
-    def labels_for(name):
-        if aux_resolution == "input" or name == LOGITS:
-            key = "input"
-            if key not in label_sets:
-                label_sets[key] = (labels, None, None)
-        else:
-            key = "eighth"
-            if key not in label_sets:
-                size = tf.shape(labels)
-                small = downsample_labels(labels, (size[1] + 7) // 8, (size[2] + 7) // 8)
-                label_sets[key] = (small, None, None)
-        if implementation == "fast" and label_sets[key][1] is None:
-            label_sets[key] = (label_sets[key][0], *label_terms(label_sets[key][0], ignore_label, class_weights))
-        return key, label_sets[key]
-
+    # The label map each head is compared with: the labels, and for aux_resolution="eighth" their 1/8 version.
+    label_maps = {"input": labels}
+    if aux_resolution == "eighth" and len(heads) > 1:
+        size = tf.shape(labels)
+        label_maps["eighth"] = downsample_labels(labels, (size[1] + 7) // 8, (size[2] + 7) // 8)
+    terms = {}  # per label map, for the fast implementation: `label_terms`, derived once for every head using it
     sums, counts = {}, {}
     for name, logits in heads.items():
-        key, (head_labels, safe_labels, weights) = labels_for(name)
+        key = "input" if name == LOGITS or aux_resolution == "input" else "eighth"
+        head_labels = label_maps[key]
         if key == "eighth":
             small = tf.shape(head_labels)
             logits = tf.image.resize(tf.cast(logits, tf.float32), tf.stack([small[1], small[2]]), antialias=False)
         if implementation == "fast":
+            if key not in terms:
+                terms[key] = label_terms(head_labels, ignore_label, class_weights)
+            safe_labels, weights = terms[key]
             sums[name] = softmax_cross_entropy_sum(logits, safe_labels, weights)
             counts.setdefault(key, tf.reduce_sum(weights))
         else:
