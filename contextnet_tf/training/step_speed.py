@@ -38,11 +38,11 @@ SETTINGS = {
 }
 
 
-def _build_step(model_name, crop, batch_size, policy, num_classes, setting):
+def _model_and_optimizer(model_name, crop, policy, num_classes, aux):
+    """A network at `crop` (with or without its auxiliary heads) and its paper recipe's built optimiser."""
     settings = recipe(model_name)
-    strategy = tf.distribute.get_strategy()
     with dtype_policy(policy):
-        model = build_model(model_name, (*crop, 3), num_classes, aux=settings["aux_weight"] > 0)
+        model = build_model(model_name, (*crop, 3), num_classes, aux=aux)
         optimizer = optim.make_optimizer(
             settings["optimizer"],
             optim.poly_schedule(settings["lr"], 10**6, settings["lr_power"]),
@@ -50,8 +50,14 @@ def _build_step(model_name, crop, batch_size, policy, num_classes, setting):
             loss_scale=policy == "mixed_float16",
         )
         optimizer.build(model.trainable_variables)
+    return model, optimizer
+
+
+def _build_step(model_name, crop, batch_size, policy, num_classes, setting):
+    settings = recipe(model_name)
+    model, optimizer = _model_and_optimizer(model_name, crop, policy, num_classes, settings["aux_weight"] > 0)
     step = make_train_step(
-        strategy, model, optimizer, ignore_label=255, aux_weight=settings["aux_weight"],
+        tf.distribute.get_strategy(), model, optimizer, ignore_label=255, aux_weight=settings["aux_weight"],
         weight_decay=settings["weight_decay"], **SETTINGS[setting],
     )
     return model, step
@@ -153,11 +159,7 @@ def breakdown(model_name, crop, batch_size, steps=5, warmup=2, rounds=3, num_cla
     strategy = tf.distribute.get_strategy()
 
     def build(aux):
-        model = build_model(model_name, (*crop, 3), num_classes, aux=aux)
-        optimizer = optim.make_optimizer(settings["optimizer"], optim.poly_schedule(settings["lr"], 10**6,
-                                         settings["lr_power"]), settings["momentum"])
-        optimizer.build(model.trainable_variables)
-        return model, optimizer
+        return _model_and_optimizer(model_name, crop, "float32", num_classes, aux)
 
     model, optimizer = build(settings["aux_weight"] > 0)
     l2_variables = losses.l2_regularized_variables(model)
