@@ -167,7 +167,8 @@ def following_batch_norms(model):
     return result
 
 
-def _check_importance(importance):
+def check_importance(importance):
+    """Raises ValueError unless `importance` is one of `IMPORTANCES`."""
     if importance not in IMPORTANCES:
         raise ValueError(f"filter importance must be one of {', '.join(IMPORTANCES)}, got {importance!r}")
 
@@ -183,7 +184,7 @@ def filter_importance(model, layer_name, importance="l1", batch_norms=None):
             where there is none).
         batch_norms: `following_batch_norms(model)`, if already computed.
     """
-    _check_importance(importance)
+    check_importance(importance)
     norms = filter_l1_norms(model, layer_name)
     if importance == "l1":
         return norms
@@ -202,7 +203,7 @@ def kept_channels(source, target, importance="l1"):
     `importance` (``"l1"`` or ``"bn_scaled_l1"``, see `filter_importance`) ranks each group's filters.
     Returns {group key: np.ndarray of indices} with group keys from `channel_layouts(source)`.
     """
-    _check_importance(importance)
+    check_importance(importance)
     layouts, groups, _ = channel_layouts(source)
     batch_norms = following_batch_norms(source)
     target_layouts, _, _ = channel_layouts(target)
@@ -278,7 +279,7 @@ def prune_model(model, width, importance="l1"):
         A new `SegmentationModel`, the same recipe at ``width`` (so it saves, loads and runs at any size like any
         other), with the kept weights.
     """
-    _check_importance(importance)
+    check_importance(importance)
     config = recipe(model)
     if not width < config["width"]:
         raise ValueError(f"pruning goes from a wider to a narrower model: width {width} >= the model's {config['width']}")

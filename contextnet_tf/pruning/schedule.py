@@ -16,7 +16,7 @@ import os
 
 from contextnet_tf.models import SegmentationModel, load_model, recipe
 from contextnet_tf.models.profiling import count_trainable_params
-from contextnet_tf.pruning.filters import IMPORTANCES, transfer_pruned_weights
+from contextnet_tf.pruning.filters import check_importance, transfer_pruned_weights
 from contextnet_tf.training import train
 
 PAPER_WIDTHS = (2.0, 1.5, 1.25, 1.0)
@@ -33,8 +33,7 @@ def pruned_model_fn(source_path, width, importance="l1"):
     The returned function builds the source's recipe at `width` with the input shape and aux heads the training run
     asks for, and copies in the kept filters (`transfer_pruned_weights`).
     """
-    if importance not in IMPORTANCES:
-        raise ValueError(f"filter importance must be one of {', '.join(IMPORTANCES)}, got {importance!r}")
+    check_importance(importance)
     source = load_model(source_path)
 
     def model_fn(input_shape, aux):
@@ -62,8 +61,7 @@ def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=No
     """
     if list(widths) != sorted(widths, reverse=True) or len(set(widths)) != len(widths):
         raise ValueError(f"pruning widths must strictly decrease, got {widths}")
-    if importance not in IMPORTANCES:
-        raise ValueError(f"filter importance must be one of {', '.join(IMPORTANCES)}, got {importance!r}")
+    check_importance(importance)
     rows, previous = [], None
     for index, width in enumerate(widths):
         steps = (wide_steps if index == 0 else finetune_steps) or config.steps
