@@ -1,6 +1,7 @@
 """contextnet_tf.reports.studies and the single-branch ContextNets: zeroed fusion inputs, ensembles, class groups, reuse of
 finished study runs."""
 
+import dataclasses
 import json
 import os
 
@@ -12,6 +13,7 @@ from contextnet_tf import build_model, data
 from contextnet_tf.reports import studies
 from contextnet_tf.models import ABLATION_NAMES
 from contextnet_tf.training import TrainConfig
+from contextnet_tf.training.run_dir import RunRecordError
 
 SHAPE = (64, 96, 3)
 
@@ -165,6 +167,9 @@ def test_train_study_run_reuses_a_finished_run(tmp_path):
     np.testing.assert_array_equal(second.model.get_weights()[0], first.model.get_weights()[0])
     with open(os.path.join(first.workdir, "val_metrics.json")) as f:
         assert json.load(f)["miou"] == first.miou
+    # A finished run trained with other settings is not passed off as this config's result.
+    with pytest.raises(RunRecordError, match="lr 0.045 -> 0.01"):
+        studies.train_study_run(runs, "detail", dataclasses.replace(config, lr=0.01))
 
 
 def test_class_iou_table_shows_each_network_and_group():

@@ -179,10 +179,14 @@ def train_study_run(runs_root, tag, config, model_fn=None):
         config: a `contextnet_tf.training.TrainConfig`; its workdir is replaced by ``runs_root/tag``.
         model_fn: passed to `train` (e.g. a pruned model's builder).
 
-    A run folder whose ``final.keras`` and ``val_metrics.json`` exist is reused as is (delete the folder to retrain);
-    an unfinished one is resumed from its last checkpoint.
+    A run folder whose ``final.keras`` and ``val_metrics.json`` exist is reused as is (delete the folder to retrain)
+    if its record (config.json and config_changes.jsonl) agrees with `config`, else `RunRecordError` names the
+    differing settings; an unfinished one is resumed from its last checkpoint. The training time is this call's wall
+    time, or for a run trained by another program its TensorBoard event span (`model_card.training_wall_time`).
     """
+    from contextnet_tf.reports.model_card import training_wall_time
     from contextnet_tf.training import train
+    from contextnet_tf.training.run_dir import RunDir
 
     workdir = os.path.join(runs_root, tag)
     config = dataclasses.replace(config, workdir=workdir)
@@ -193,9 +197,11 @@ def train_study_run(runs_root, tag, config, model_fn=None):
         train(config, model_fn=model_fn)
         with open(timing_path, "w") as f:
             json.dump({"train_seconds": time.perf_counter() - start}, f)
+    else:
+        RunDir(workdir, chief=False).check_resume(config, step="all" if config.steps is None else config.steps)
     with open(metrics_path) as f:
         metrics = json.load(f)
-    seconds = None
+    seconds = training_wall_time(workdir)
     if os.path.exists(timing_path):
         with open(timing_path) as f:
             seconds = json.load(f)["train_seconds"]

@@ -1,0 +1,137 @@
+"""reports.seeded: the verdict rule on hand-computed cases, the JSON record it can be recomputed from, the arms of a
+varied setting, and experiments/compare.py end to end (train, record, reuse)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from contextnet_tf import data
+from contextnet_tf.reports import seeded
+from contextnet_tf.training import TrainConfig
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+A = [0.30, 0.32, 0.34]  # mean 0.32, sample std 0.02
+B = [0.36, 0.38, 0.40]  # mean 0.38, sample std 0.02: d = 0.06, se = sqrt(2 * 0.02**2 / 3) = 0.016330
+SE = math.sqrt(2 * 0.02 ** 2 / 3)
+
+
+def test_summary_is_mean_and_sample_std():
+    s = seeded.summarise(A)
+    assert s["n"] == 3 and s["mean"] == pytest.approx(0.32, abs=1e-12) and s["std"] == pytest.approx(0.02, abs=1e-12)
+    assert seeded.summarise([0.5])["std"] is None
+    with pytest.raises(ValueError, match="at least one"):
+        seeded.summarise([])
+
+
+@pytest.mark.parametrize("claim, margin, verdict", [
+    ("higher", None, "reproduced"),      # [0.0273, 0.0927] above 0
+    ("lower", None, "contradicted"),     # the whole interval on the other side
+    ("same", 0.10, "reproduced"),        # inside [-0.1, 0.1]
+    ("same", 0.05, "inconclusive"),      # crosses 0.05
+    ("same", 0.02, "contradicted"),      # entirely above 0.02
+])
+def test_verdicts_of_a_clear_difference(claim, margin, verdict):
+    result = seeded.judge(A, B, claim, margin)
+    assert result["difference"] == pytest.approx(0.06, abs=1e-12) and result["se"] == pytest.approx(SE, rel=1e-12)
+    assert result["interval"] == pytest.approx([0.06 - 2 * SE, 0.06 + 2 * SE], rel=1e-12)
+    assert result["verdict"] == verdict
+
+
+def test_a_difference_within_the_noise_is_inconclusive_either_way():
+    close = [0.31, 0.33, 0.35]  # d = 0.01 < 2 se = 0.0327
+    assert seeded.judge(A, close, "higher")["verdict"] == "inconclusive"
+    assert seeded.judge(A, close, "lower")["verdict"] == "inconclusive"
+    # Swapping the arms mirrors the difference and the claim.
+    assert seeded.judge(B, A, "lower")["verdict"] == "reproduced"
+    assert seeded.judge(B, A, "higher")["verdict"] == "contradicted"
+
+
+def test_one_seed_cannot_be_judged_and_bad_claims_are_refused():
+    result = seeded.judge([0.3], [0.9], "higher")
+    assert result["verdict"] == "inconclusive" and "at least 2 seeds" in result["reason"] and result["se"] is None
+    with pytest.raises(ValueError, match="claim must be one of"):
+        seeded.judge(A, B, "better")
+    with pytest.raises(ValueError, match="positive margin"):
+        seeded.judge(A, B, "same")
+
+
+def test_the_record_recomputes_its_verdicts_and_renders(tmp_path):
+    class Run:  # the fields of studies.StudyRun the record reads
+        def __init__(self, seed, score):
+            self.workdir, self.metrics, self.train_seconds = f"/runs/x_s{seed}", {"miou": score}, 60.0 * (seed + 1)
+            self.config = {"seed": seed, "val_split": "sequence:0006R0"}
+
+    runs = {"input": [Run(s, v) for s, v in enumerate(A)], "eighth": [Run(s, v) for s, v in enumerate(B)]}
+    record = seeded.results_record(runs, [("input", "eighth", "same", 0.01)])
+    assert record["split"] == "sequence:0006R0" and record["comparisons"][0]["verdict"] == "contradicted"
+    path = tmp_path / "study" / "comparison.json"
+    seeded.write_record(str(path), record)
+    loaded = json.loads(path.read_text())
+    assert [r["score"] for r in loaded["arms"]["eighth"]["runs"]] == B
+    again = seeded.verdicts_from_record(loaded, [("input", "eighth", "higher", None)])
+    assert again[0]["verdict"] == "reproduced" and again[0]["difference"] == pytest.approx(0.06, abs=1e-12)
+    with pytest.raises(ValueError, match="no arm 'other'"):
+        seeded.verdicts_from_record(loaded, [("input", "other", "higher", None)])
+    table = seeded.markdown(loaded)
+    assert "| input | 0, 1, 2 | 32.00 +- 2.00 | 30.00, 32.00, 34.00 | 2.0 |" in table
+    assert "| eighth same as input (margin 1.00) | 6.00 | [2.73, 9.27] | contradicted |" in table
+    runs["eighth"][0].config = {"seed": 0, "val_split": "val"}
+    with pytest.raises(ValueError, match="different splits"):
+        seeded.results_record(runs)
+
+
+def test_arms_of_a_varied_setting():
+    make = lambda **kw: TrainConfig(model="cn14", dataset="synthetic", **kw)  # noqa: E731
+    arms = seeded.arms_varying(make, "crop", [(64, 96), (32, 48)])
+    assert list(arms) == ["64x96", "32x48"] and arms["32x48"].crop == (32, 48)
+    assert list(seeded.arms_varying(make, "aux_weight", [0.4, 0.0])) == ["0.4", "0"]
+    for field, values, given, message in (
+            ("seed", [0, 1], (), "seeds are --seeds"),
+            ("lr", [0.1, 0.2], ("lr",), "--vary=lr and --lr were both given"),
+            ("lr", [0.1], (), "at least 2 distinct values"),
+            ("lr", [0.1, 0.1], (), "at least 2 distinct values"),
+            ("colour", [1, 2], (), "no field 'colour'")):
+        with pytest.raises(ValueError, match=message):
+            seeded.arms_varying(make, field, values, given)
+
+
+def test_compare_trains_every_arm_and_seed_and_reuses_them(tmp_path):
+    city = str(tmp_path / "city")
+    data.generate_synthetic_city(city, num_train=4, num_val=2, image_size=(64, 96), seed=3)
+    root = tmp_path / "cmp"
+    argv = [sys.executable, os.path.join(REPO, "experiments", "compare.py"), "--model=cn14-detail",
+            "--dataset=synthetic", f"--data_dir={city}", f"--workdir={root}", "--vary=lr", "--values=0.045",
+            "--values=0.001", "--seeds=3,4", "--claim=higher", "--steps=2", "--batch_size=2", "--crop=64x96",
+            "--eval_every=0", "--noprogress"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    first = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert sorted(os.listdir(root)) == ["0.001_s3", "0.001_s4", "0.045_s3", "0.045_s4", "comparison.json",
+                                        "comparison.md"]
+    record = json.loads((root / "comparison.json").read_text())
+    for arm, lr in (("0.045", 0.045), ("0.001", 0.001)):
+        for run, seed in zip(record["arms"][arm]["runs"], (3, 4)):
+            config = json.loads((root / f"{arm}_s{seed}" / "config.json").read_text())
+            assert config["lr"] == lr and config["seed"] == seed and run["seed"] == seed
+            with open(root / f"{arm}_s{seed}" / "val_metrics.json") as f:
+                assert run["score"] == json.load(f)["miou"]
+            assert run["train_seconds"] > 0
+    judged = record["comparisons"][0]
+    assert judged["verdict"] == seeded.judge([r["score"] for r in record["arms"]["0.045"]["runs"]],
+                                             [r["score"] for r in record["arms"]["0.001"]["runs"]],
+                                             "higher")["verdict"]
+    assert "verdict" in first.stdout and "0.001 higher than 0.045" in first.stdout
+    # Again: the finished runs are reused (not retrained), the record is the same.
+    stamp = (root / "0.045_s3" / "final.keras").stat().st_mtime_ns
+    second = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert (root / "0.045_s3" / "final.keras").stat().st_mtime_ns == stamp
+    assert json.loads((root / "comparison.json").read_text())["arms"] == record["arms"]
+    # The same folder with another shared setting: refused in one line, naming it.
+    third = subprocess.run([*argv, "--batch_size=1"], capture_output=True, text=True, env=env, timeout=900)
+    assert third.returncode == 1 and "batch_size 2 -> 1" in third.stderr, third.stderr[-3000:]
