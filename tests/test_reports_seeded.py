@@ -135,3 +135,39 @@ def test_compare_trains_every_arm_and_seed_and_reuses_them(tmp_path):
     # The same folder with another shared setting: refused in one line, naming it.
     third = subprocess.run([*argv, "--batch_size=1"], capture_output=True, text=True, env=env, timeout=900)
     assert third.returncode == 1 and "batch_size 2 -> 1" in third.stderr, third.stderr[-3000:]
+
+
+def test_curves_average_the_seeds_at_their_common_steps_and_say_whether_still_rising(tmp_path):
+    class Run:
+        def __init__(self, name, points):
+            self.workdir = str(tmp_path / name)
+            os.makedirs(self.workdir)
+            with open(os.path.join(self.workdir, "metrics.jsonl"), "w") as f:
+                f.write(json.dumps({"step": 10, "split": "train", "loss": 1.0}) + "\n")
+                for step, miou in points:
+                    f.write(json.dumps({"step": step, "split": "val", "miou": miou}) + "\n")
+
+    runs = {"a": [Run("a0", [(100, 0.10), (200, 0.20), (300, 0.30)]), Run("a1", [(100, 0.12), (200, 0.22), (300, 0.34)]),
+                  Run("a2", [(100, 0.14), (200, 0.24)])],  # a2 stopped early: step 300 is not common to all seeds
+            "b": [Run("b0", [(100, 0.30), (200, 0.31)]), Run("b1", [(100, 0.30), (200, 0.29)])]}
+    curves = seeded.curves(runs)
+    assert curves["a"]["steps"] == [100, 200] and curves["a"]["n"] == 3
+    assert curves["a"]["mean"] == pytest.approx([0.12, 0.22], abs=1e-12)
+    assert curves["a"]["std"] == pytest.approx([0.02, 0.02], abs=1e-12)
+    assert seeded.still_rising(curves["a"])["verdict"] == "reproduced"  # +0.10 with se 0.0163
+    flat = seeded.still_rising(curves["b"])
+    assert flat["verdict"] == "inconclusive" and flat["steps"] == [100, 200] and flat["difference"] == pytest.approx(0.0)
+    assert seeded.still_rising({"steps": [100], "values": [[0.1]]}) is None
+
+
+def test_evaluation_arms_join_the_record():
+    record = {"arms": {}, "comparisons": []}
+    seeded.add_scores(record, "half input", [0, 1, 2], A, "downscaled by 2")
+    seeded.add_scores(record, "full input", [0, 1, 2], B, "as trained")
+    assert record["arms"]["half input"]["summary"]["mean"] == pytest.approx(0.32)
+    judged = seeded.verdicts_from_record(record, [("full input", "half input", "lower", None)])
+    assert judged[0]["verdict"] == "reproduced"
+    with pytest.raises(ValueError, match="already has an arm"):
+        seeded.add_scores(record, "half input", [0], [0.1], "again")
+    with pytest.raises(ValueError, match="2 seeds but 1 scores"):
+        seeded.add_scores(record, "other", [0, 1], [0.1], "short")

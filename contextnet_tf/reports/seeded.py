@@ -235,3 +235,44 @@ def arms_varying(make_config, field, values, given=()):
     if len(arms) != len(values):
         raise ValueError(f"--values {list(values)} give the same arm names {list(arms)}")
     return arms
+
+
+def add_scores(record, name, seeds, scores, how):
+    """Adds an arm that is an evaluation rather than a training (e.g. each seed's model with a branch zeroed, or at
+    half input resolution) to `record`: one score per seed, and `how` it was obtained."""
+    if len(seeds) != len(scores):
+        raise ValueError(f"arm {name!r}: {len(seeds)} seeds but {len(scores)} scores")
+    if name in record["arms"]:
+        raise ValueError(f"the record already has an arm {name!r}")
+    runs = [{"seed": int(s), "workdir": None, "score": float(v), "train_seconds": None} for s, v in zip(seeds, scores)]
+    record["arms"][name] = {"runs": runs, "summary": summarise(scores), "how": how}
+    return record
+
+
+def curves(runs, metric="miou"):
+    """Each arm's validation curve over its seeds: {arm: {"steps", "mean", "std", "n"}} at the steps every seed of
+    the arm evaluated (from each run's metrics.jsonl; std None where n < 2)."""
+    from contextnet_tf.reports.plots import read_metrics
+
+    result = {}
+    for name, arm_runs in runs.items():
+        per_run = []
+        for run in arm_runs:
+            _, val = read_metrics(os.path.join(run.workdir, "metrics.jsonl"))
+            per_run.append({r["step"]: r[metric] for r in val if r.get(metric) is not None})
+        steps = sorted(set.intersection(*(set(p) for p in per_run))) if per_run else []
+        values = [[p[step] for p in per_run] for step in steps]
+        result[name] = {"steps": steps, "values": values, "n": len(per_run),
+                        "mean": [float(np.mean(v)) for v in values],
+                        "std": [float(np.std(v, ddof=1)) if len(v) > 1 else None for v in values]}
+    return result
+
+
+def still_rising(curve):
+    """Whether an arm's curve (from `curves`) was still rising at its end, by `VERDICT_RULE`: the last evaluation
+    against the one before as a claim "higher". Returns the `judge` result with the two steps (None with fewer than
+    two evaluations); its verdict "reproduced" means the budget is short of a plateau."""
+    if len(curve["steps"]) < 2:
+        return None
+    result = judge(curve["values"][-2], curve["values"][-1], "higher")
+    return {**result, "steps": curve["steps"][-2:]}
