@@ -216,7 +216,9 @@ class Predictor:
                 self._labels = False
                 return None
 
-            @tf.function(reduce_retracing=True)
+            # autograph=False: no Python control flow on tensors here (upsample_argmax uses tf.cond), and AutoGraph
+            # cannot convert a closure over `eighth` (it warned "closure mismatch" on every Predictor).
+            @tf.function(reduce_retracing=True, autograph=False)
             def labels_fn(images):
                 return last_mile.upsample_argmax(eighth(images, training=False), tf.shape(images)[1:3])
 
