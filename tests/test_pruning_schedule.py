@@ -12,6 +12,7 @@ from contextnet_tf.pruning import filters as pruning
 from contextnet_tf.pruning import schedule as prune_schedule
 from contextnet_tf.models.profiling import count_trainable_params
 from contextnet_tf.training import TrainConfig
+from contextnet_tf.training.run_dir import RunRecordError
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +91,40 @@ def test_schedule_rejects_an_unknown_importance(city, tmp_path):
     config = TrainConfig(model="cn14", dataset="synthetic", data_dir=city, workdir=str(tmp_path), steps=1)
     with pytest.raises(ValueError, match="filter importance must be one of l1, bn_scaled_l1, got 'L1'"):
         prune_schedule.run_schedule(config, importance="L1")
+
+
+def test_recalibration_and_a_shared_wide_stage(city, tmp_path):
+    config = TrainConfig(model="cn14-160", dataset="synthetic", data_dir=city, workdir=str(tmp_path / "l1"),
+                         steps=2, batch_size=2, crop=(64, 128), eval_every=0, checkpoint_every=100, progress=False,
+                         num_prediction_images=0)
+    widths = (1.5, 1.0)
+    rows = prune_schedule.run_schedule(config, widths=widths, wide_steps=2, finetune_steps=1, recalibrate_batches=2)
+    info = data.get_info("synthetic")
+    assert rows[0]["miou_before_recalibration"] is None and rows[0]["recalibrate_batches"] == 0
+    stage = rows[1]["workdir"]
+    final = load_model(os.path.join(stage, "final.keras"))
+    recalibrated = load_model(os.path.join(stage, "recalibrated.keras"))
+    with open(os.path.join(stage, "val_metrics.json")) as f:
+        assert rows[1]["miou_before_recalibration"] == json.load(f)["miou"]
+    # Same weights except the batch norms' moving statistics, and the row's mIoU is the recalibrated model's.
+    for a, b in zip(final.weights, recalibrated.weights, strict=True):
+        same = np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+        assert same == (a.path.split("/")[-1] not in ("moving_mean", "moving_variance")), a.path
+    metrics = evaluate(recalibrated, data.make_dataset("synthetic", city, "val", training=False, batch_size=1), info)
+    assert rows[1]["miou"] == pytest.approx(metrics["miou"], abs=1e-12)
+    assert "val mIoU before" in prune_schedule.markdown_table(rows)
+    # Resuming the same folder with another importance or recalibration is refused (its stages were not pruned so).
+    with pytest.raises(ValueError, match="importance l1, not bn_scaled_l1"):
+        prune_schedule.run_schedule(config, widths=widths, wide_steps=2, finetune_steps=1, recalibrate_batches=2,
+                                    importance="bn_scaled_l1")
+    with pytest.raises(ValueError, match="recalibrate_batches 2, not 0"):
+        prune_schedule.run_schedule(config, widths=widths, wide_steps=2, finetune_steps=1)
+    # Another importance from the same wide network: stage 0 is not trained again.
+    other = dict(config.__dict__, workdir=str(tmp_path / "bn"))
+    rows_bn = prune_schedule.run_schedule(TrainConfig(**other), widths=widths, wide_steps=2, finetune_steps=1,
+                                          importance="bn_scaled_l1", wide_dir=rows[0]["workdir"])
+    assert rows_bn[0]["workdir"] == rows[0]["workdir"] and rows_bn[0]["miou"] == rows[0]["miou"]
+    assert sorted(os.listdir(tmp_path / "bn")) == ["pruning.json", "stage1_w1"]
+    with pytest.raises(RunRecordError, match="steps 2 -> 3"):
+        prune_schedule.run_schedule(TrainConfig(**dict(other, workdir=str(tmp_path / "x"))), widths=widths,
+                                    wide_steps=3, finetune_steps=1, wide_dir=rows[0]["workdir"])

@@ -260,3 +260,18 @@ def test_bad_label_values_anywhere_and_corrupt_images_stop_before_step_1(tmp_pat
     assert "3 bad files" in message and patch in message and rows in message and "[200]" in message
     assert val_image in message and "corrupt" in message
     assert not (workdir / "config.json").exists() and not (workdir / "checkpoints").exists()
+
+
+def test_a_run_that_never_validates_saves_the_same_final_model_as_one_that_does(city, tmp_path):
+    """eval_every=-1 used to save the crop-sized training graph as final.keras: a plain Functional model without the
+    package's recipe (so it could not be pruned) and fixed to the crop size."""
+    from contextnet_tf import load_model
+    from contextnet_tf.models import SegmentationModel
+
+    never = train(_config(city, tmp_path / "never", model="cn14-160", steps=2, eval_every=-1))
+    final = load_model(tmp_path / "never" / "final.keras")
+    assert isinstance(final, SegmentationModel) and tuple(final.input.shape) == (None, None, None, 3)
+    assert final.get_config()["variant"] == "cn14-160"
+    image = np.random.default_rng(0).uniform(0, 255, (1, 64, 96, 3)).astype(np.float32)
+    np.testing.assert_allclose(final(image), never.model(image), rtol=1e-5, atol=1e-5)  # the trained weights
+    assert final(np.zeros((1, 96, 160, 3), np.float32)).shape == (1, 96, 160, 19)  # not only the 64x96 crop

@@ -18,6 +18,7 @@ from contextnet_tf.models import SegmentationModel, load_model, recipe
 from contextnet_tf.models.profiling import count_trainable_params
 from contextnet_tf.pruning.filters import check_importance, transfer_pruned_weights
 from contextnet_tf.training import train
+from contextnet_tf.training.run_dir import RunDir
 
 PAPER_WIDTHS = (2.0, 1.5, 1.25, 1.0)
 
@@ -44,8 +45,56 @@ def pruned_model_fn(source_path, width, importance="l1"):
     return model_fn
 
 
-def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=None, finetune_lr=None, importance="l1"):
-    """Runs the schedule and returns one row per stage: {stage, width, params, steps, lr, importance, miou, workdir}.
+def _evaluate(config, model):
+    """`evaluation.metrics.evaluate` of `model` on `config`'s validation split, with its evaluation settings."""
+    from contextnet_tf import data
+    from contextnet_tf.evaluation import metrics
+
+    batches = data.make_dataset(config.dataset, config.data_dir, config.val_split, training=False,
+                                batch_size=config.eval_batch_size, label_source=config.label_source)
+    return metrics.evaluate(model, batches, data.get_info(config.dataset), flip=config.eval_flip,
+                            scales=config.eval_scales or None, max_images=config.eval_max_images)
+
+
+def recalibrated_stage(stage_config, num_batches):
+    """The stage's final model with its batch-norm statistics re-estimated (`training.batch_norm.recalibrate` on
+    `num_batches` batches of the stage's training pipeline), saved as ``recalibrated.keras`` beside ``final.keras``
+    with its evaluation in ``val_metrics_recalibrated.json`` (both reused when present). Returns (path, metrics)."""
+    from contextnet_tf.training.batch_norm import recalibrate_on_training_data
+
+    path = os.path.join(stage_config.workdir, "recalibrated.keras")
+    metrics_path = os.path.join(stage_config.workdir, "val_metrics_recalibrated.json")
+    if os.path.exists(path) and os.path.exists(metrics_path):
+        with open(metrics_path) as f:
+            return path, json.load(f)
+    model = load_model(os.path.join(stage_config.workdir, "final.keras"))
+    recalibrate_on_training_data(model, stage_config, num_batches)
+    metrics = _evaluate(stage_config, model)
+    model.save(path)
+    with open(metrics_path, "w") as f:
+        json.dump(metrics, f)
+    return path, metrics
+
+
+def _check_recorded_settings(workdir, importance, recalibrate_batches):
+    """Refuses to resume a schedule whose pruning.json records another importance or recalibration: its finished
+    stages would otherwise be reused as if pruned this way."""
+    path = os.path.join(workdir, "pruning.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        rows = [row for row in json.load(f) if row.get("stage", 0) > 0]
+    for name, value in (("importance", importance), ("recalibrate_batches", recalibrate_batches)):
+        recorded = {row.get(name, 0 if name == "recalibrate_batches" else "l1") for row in rows}
+        if recorded and recorded != {value}:
+            raise ValueError(f"{workdir} holds a pruning schedule run with {name} {', '.join(map(str, sorted(recorded)))}"
+                             f", not {value}: use a new --workdir")
+
+
+def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=None, finetune_lr=None, importance="l1",
+                 recalibrate_batches=0, wide_dir=None):
+    """Runs the schedule and returns one row per stage: {stage, width, params, steps, lr, importance, miou,
+    miou_before_recalibration, workdir}.
 
     Args:
         config: a `TrainConfig` for the run (its `width` and `steps` are set per stage; `workdir` is the parent).
@@ -56,12 +105,21 @@ def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=No
             not give one; fine-tuning a pruned network usually wants less than training from scratch.
         importance: how each pruning step ranks filters: ``"l1"`` (the paper's) or ``"bn_scaled_l1"`` (ours);
             recorded in the rows of the pruned stages (None for the first, which is not pruned).
+        recalibrate_batches: if > 0, each pruned stage's batch-norm statistics are re-estimated on this many
+            training batches after its fine-tuning (`recalibrated_stage`); the row's ``miou`` is then that of the
+            recalibrated model, ``miou_before_recalibration`` the stage's own, and the next stage prunes the
+            recalibrated model. With momentum 0.99 a fine-tuning of ``n`` steps still evaluates with ``0.99 ** n`` of
+            the statistics of the network before the cut (`contextnet_tf.training.batch_norm`). Not in the paper,
+            whose fine-tuning is long enough for this not to matter; off by default.
+        wide_dir: a finished first-stage run folder to use instead of training stage 0 (e.g. the same wide network
+            pruned with another importance); its record must match stage 0's settings.
 
     Writes ``{workdir}/pruning.json`` with the rows.
     """
     if list(widths) != sorted(widths, reverse=True) or len(set(widths)) != len(widths):
         raise ValueError(f"pruning widths must strictly decrease, got {widths}")
     check_importance(importance)
+    _check_recorded_settings(config.workdir, importance, recalibrate_batches)
     rows, previous = [], None
     for index, width in enumerate(widths):
         steps = (wide_steps if index == 0 else finetune_steps) or config.steps
@@ -69,6 +127,11 @@ def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=No
         stage_config = dataclasses.replace(
             config, width=width, steps=steps, epochs=None, lr=lr, workdir=stage_dir(config.workdir, index, width)
         )
+        if index == 0 and wide_dir is not None:
+            if not os.path.exists(os.path.join(wide_dir, "final.keras")):
+                raise ValueError(f"wide_dir {wide_dir} holds no finished run (no final.keras)")
+            stage_config = dataclasses.replace(stage_config, workdir=wide_dir)
+            RunDir(wide_dir, chief=False).check_resume(stage_config, step=steps)
         final_path = os.path.join(stage_config.workdir, "final.keras")
         metrics_path = os.path.join(stage_config.workdir, "val_metrics.json")
         if os.path.exists(final_path) and os.path.exists(metrics_path):
@@ -81,7 +144,10 @@ def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=No
             logging.info("pruning stage %d: width %g, %d steps, %s", index, width, steps, stage_config.workdir)
             result = train(stage_config, model_fn=model_fn)
             model, metrics = result.model, result.metrics or {}
-        previous = final_path
+        previous, before = final_path, None
+        if index > 0 and recalibrate_batches > 0:
+            before = metrics.get("miou")
+            previous, metrics = recalibrated_stage(stage_config, recalibrate_batches)
         rows.append(
             dict(
                 stage=index,
@@ -91,6 +157,8 @@ def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=No
                 lr=lr,
                 importance=None if index == 0 else importance,
                 miou=metrics.get("miou"),
+                miou_before_recalibration=before,
+                recalibrate_batches=recalibrate_batches if index > 0 else 0,
                 workdir=stage_config.workdir,
             )
         )
@@ -101,8 +169,19 @@ def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=No
 
 def markdown_table(rows):
     """The schedule's rows as a markdown table."""
-    lines = ["| stage | width | parameters | steps | val mIoU |", "|---|---|---|---|---|"]
+    recalibrated = any(row.get("miou_before_recalibration") is not None for row in rows)
+
+    def percent(value):
+        return "-" if value is None else f"{100 * value:.1f}%"
+
+    if not recalibrated:
+        lines = ["| stage | width | parameters | steps | val mIoU |", "|---|---|---|---|---|"]
+    else:
+        lines = ["| stage | width | parameters | steps | val mIoU (batch norm recalibrated) | val mIoU before |",
+                 "|---|---|---|---|---|---|"]
     for row in rows:
-        miou = "-" if row["miou"] is None else f"{100 * row['miou']:.1f}%"
-        lines.append(f"| {row['stage']} | {row['width']:g}x | {row['params']:,} | {row['steps']} | {miou} |")
+        line = f"| {row['stage']} | {row['width']:g}x | {row['params']:,} | {row['steps']} | {percent(row['miou'])} |"
+        if recalibrated:
+            line += f" {percent(row.get('miou_before_recalibration'))} |"
+        lines.append(line)
     return "\n".join(lines)

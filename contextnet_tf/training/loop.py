@@ -285,7 +285,7 @@ class _Session:
                  class_weights=None):
         self.config, self.strategy, self.chief, self.info, self.run_dir = config, strategy, chief, info, run
         self.steps_per_epoch, self.total_steps, self.policy = steps_per_epoch, total_steps, policy
-        self.class_weights = class_weights
+        self.class_weights, self.model_fn = class_weights, model_fn
         with dtype_policy(policy), strategy.scope():
             self.model = model_fn((*config.crop, 3), config.aux_weight > 0)
             if config.init_from:
@@ -400,10 +400,14 @@ class _Session:
             self.validate(step)
             self.save_checkpoint(step)
         if self.chief:
-            final_model = self.infer_model
+            # The final model is built like the validation model (any input size, the package's model class with
+            # its recipe) also when nothing was validated (eval_every < 0), not the crop-sized training graph.
             if self.validator is not None:
-                copy_weights_by_name(self.infer_model, self.validator.model)
                 final_model = self.validator.model
+            else:
+                with dtype_policy("float32"):
+                    final_model = self.model_fn((None, None, 3), False)
+            copy_weights_by_name(self.infer_model, final_model)
             checkpoints.save_keras_model(final_model, run.path("final.keras"))
             if self.metrics is not None:
                 run.write_json("val_metrics.json", self.metrics)
