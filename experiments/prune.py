@@ -7,7 +7,8 @@ fine-tuning after each step (`contextnet_tf.pruning.schedule`).
 Each stage writes its own run folder (``stage{i}_w{width}``) with metrics, checkpoints and final.keras; the table
 of parameters and val mIoU per stage is printed and written to ``{workdir}/pruning.json``. Running again resumes.
 ``--importance=bn_scaled_l1`` ranks filters by their L1 norm scaled by the following batch norm (ours; the paper's
-L1 is the default).
+L1 is the default); ``--recalibrate_batches=N`` re-estimates each pruned stage's batch-norm statistics (ours);
+``--wide_dir`` prunes a finished wide run instead of training one.
 The training flags are `TrainConfig`'s (generated from its fields, as in experiments/train.py).
 """
 
@@ -22,7 +23,7 @@ from contextnet_tf.training import config as config_lib
 
 TRAIN_FLAGS = config_lib.define_flags(
     names=("model", "dataset", "data_dir", "workdir", "preset", "batch_size", "crop", "optimizer", "lr",
-           "aux_weight", "eval_every", "seed"),
+           "aux_weight", "eval_every", "seed", "holdout_sequence", "input_scale", "class_weighting", "cache"),
     help_overrides={"model": "Network (the 1x target).", "workdir": "Parent folder of the stage run folders.",
                     "lr": "Base learning rate of each stage's poly schedule.",
                     "eval_every": "Validate every N steps within a stage (0: at its end)."},
@@ -36,6 +37,11 @@ IMPORTANCE = flags.DEFINE_enum("importance", "l1", list(pruning_filters.IMPORTAN
                                "How each pruning step ranks filters: l1, the paper's filter L1 norm; bn_scaled_l1 "
                                "(ours, not the paper's), the L1 norm times |gamma| / sqrt(moving_var + eps) of the batch "
                                "norm after the conv (docs/pruning.md).")
+RECALIBRATE = flags.DEFINE_integer("recalibrate_batches", 0, "If > 0, re-estimate each pruned stage's batch-norm "
+                                   "statistics on this many training batches after its fine-tuning (ours; "
+                                   "docs/pruning.md).")
+WIDE_DIR = flags.DEFINE_string("wide_dir", None, "A finished widest-network run folder to prune instead of training "
+                               "stage 0 (e.g. the stage 0 of a schedule with another --importance).")
 
 
 def main(argv):
@@ -48,7 +54,8 @@ def main(argv):
         raise ValueError(f"--widths: expected numbers such as 2,1.5,1, got {','.join(WIDTHS.value)!r}") from None
     rows = prune_schedule.run_schedule(config, widths=widths, wide_steps=WIDE_STEPS.value,
                                        finetune_steps=FINETUNE_STEPS.value, finetune_lr=FINETUNE_LR.value,
-                                       importance=IMPORTANCE.value)
+                                       importance=IMPORTANCE.value, recalibrate_batches=RECALIBRATE.value,
+                                       wide_dir=WIDE_DIR.value)
     print(prune_schedule.markdown_table(rows))
     print(f"wrote {config.workdir}/pruning.json")
 
