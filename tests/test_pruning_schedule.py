@@ -93,6 +93,7 @@ def test_schedule_rejects_an_unknown_importance(city, tmp_path):
         prune_schedule.run_schedule(config, importance="L1")
 
 
+@pytest.mark.slow
 def test_recalibration_and_a_shared_wide_stage(city, tmp_path):
     config = TrainConfig(model="cn14-160", dataset="synthetic", data_dir=city, workdir=str(tmp_path / "l1"),
                          steps=2, batch_size=2, crop=(64, 128), eval_every=0, checkpoint_every=100, progress=False,
@@ -128,3 +129,17 @@ def test_recalibration_and_a_shared_wide_stage(city, tmp_path):
     with pytest.raises(RunRecordError, match="steps 2 -> 3"):
         prune_schedule.run_schedule(TrainConfig(**dict(other, workdir=str(tmp_path / "x"))), widths=widths,
                                     wide_steps=3, finetune_steps=1, wide_dir=rows[0]["workdir"])
+
+
+@pytest.mark.slow
+def test_variants_share_each_seeds_wide_network(city, tmp_path):
+    config = TrainConfig(model="cn14-160", dataset="synthetic", data_dir=city, steps=1, batch_size=2, crop=(64, 128),
+                         eval_every=0, checkpoint_every=100, progress=False, num_prediction_images=0)
+    results = prune_schedule.run_variants(
+        config, str(tmp_path), [5], {"l1": {}, "bn": {"importance": "bn_scaled_l1"}}, widths=(1.25, 1.0),
+        wide_steps=1, finetune_steps=1)
+    (l1,), (bn,) = results["l1"], results["bn"]
+    assert l1[0]["workdir"] == bn[0]["workdir"] == str(tmp_path / "l1_s5" / "stage0_w1.25")
+    assert [r["importance"] for r in bn] == [None, "bn_scaled_l1"] and bn[1]["workdir"].startswith(str(tmp_path / "bn_s5"))
+    with open(tmp_path / "l1_s5" / "stage0_w1.25" / "config.json") as f:
+        assert json.load(f)["seed"] == 5

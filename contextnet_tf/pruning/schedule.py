@@ -185,3 +185,32 @@ def markdown_table(rows):
             line += f" {percent(row.get('miou_before_recalibration'))} |"
         lines.append(line)
     return "\n".join(lines)
+
+
+def run_variants(config, study_dir, seeds, variants, **schedule_kwargs):
+    """The schedule with several pruning variants and seeds, sharing each seed's wide network.
+
+    Args:
+        config: the `TrainConfig` of every stage (its seed replaced by each of `seeds`; workdir unused).
+        study_dir: parent folder; variant ``name`` with seed ``s`` runs in ``study_dir/{name}_s{s}``.
+        seeds: the seeds.
+        variants: {name: {"importance": ..., "recalibrate_batches": ...}} (`run_schedule` keyword arguments); the
+            first variant trains each seed's stage 0, the others prune that same wide network (``wide_dir``).
+        **schedule_kwargs: `run_schedule`'s other arguments (widths, wide_steps, finetune_steps, finetune_lr).
+
+    Returns:
+        {name: [rows of `run_schedule`, one list per seed in the order of `seeds`]}, made seed by seed.
+    """
+    names = list(variants)
+    if not names:
+        raise ValueError("run_variants needs at least one variant")
+    results = {name: [] for name in names}
+    for seed in seeds:
+        wide_dir = None
+        for name in names:
+            seed_config = dataclasses.replace(config, seed=int(seed), workdir=os.path.join(study_dir, f"{name}_s{seed}"))
+            logging.info("pruning variant %s, seed %s: %s", name, seed, seed_config.workdir)
+            rows = run_schedule(seed_config, wide_dir=wide_dir, **variants[name], **schedule_kwargs)
+            wide_dir = wide_dir or rows[0]["workdir"]
+            results[name].append(rows)
+    return results
