@@ -18,7 +18,7 @@ from contextnet_tf.models import SegmentationModel, load_model, recipe
 from contextnet_tf.models.profiling import count_trainable_params
 from contextnet_tf.pruning.filters import check_importance, transfer_pruned_weights
 from contextnet_tf.training import train
-from contextnet_tf.training.run_dir import RunDir
+from contextnet_tf.training.run_dir import RunDir, training_wall_time
 
 PAPER_WIDTHS = (2.0, 1.5, 1.25, 1.0)
 
@@ -159,6 +159,7 @@ def run_schedule(config, widths=PAPER_WIDTHS, wide_steps=None, finetune_steps=No
                 miou=metrics.get("miou"),
                 miou_before_recalibration=before,
                 recalibrate_batches=recalibrate_batches if index > 0 else 0,
+                train_seconds=training_wall_time(stage_config.workdir),
                 workdir=stage_config.workdir,
             )
         )

@@ -30,6 +30,7 @@ from contextnet_tf.evaluation import metrics as evaluation
 from contextnet_tf.models import load_model
 from contextnet_tf.models.profiling import count_trainable_params
 from contextnet_tf.environment import describe, environment
+from contextnet_tf.training.run_dir import training_wall_time  # noqa: F401 (used below; also importable from here)
 from contextnet_tf.reports.plots import plot_training_curve
 from contextnet_tf.reports.tables import iou_table
 from contextnet_tf.training import TrainConfig
@@ -101,25 +102,6 @@ trained with the settings before it.
 {(newline * 2).join(commands)}
 ```
 """
-
-
-def training_wall_time(run_dir):
-    """Seconds from the first to the last train scalar in the run's TensorBoard events (None without events).
-
-    Gaps of more than 10 minutes between consecutive events (a killed and later resumed run) are left out.
-    """
-    folder = os.path.join(run_dir, "tensorboard", "train")
-    if not os.path.isdir(folder):
-        return None
-    times = []
-    for name in sorted(os.listdir(folder)):
-        for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
-            if event.summary.value:
-                times.append(event.wall_time)
-    times.sort()
-    if len(times) < 2:
-        return None
-    return float(sum(b - a for a, b in zip(times, times[1:]) if b - a < 600))
 
 
 def _extras(config):

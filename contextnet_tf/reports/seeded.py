@@ -237,14 +237,18 @@ def arms_varying(make_config, field, values, given=()):
     return arms
 
 
-def add_scores(record, name, seeds, scores, how):
-    """Adds an arm that is an evaluation rather than a training (e.g. each seed's model with a branch zeroed, or at
-    half input resolution) to `record`: one score per seed, and `how` it was obtained."""
-    if len(seeds) != len(scores):
-        raise ValueError(f"arm {name!r}: {len(seeds)} seeds but {len(scores)} scores")
+def add_scores(record, name, seeds, scores, how, train_seconds=None):
+    """Adds an arm trained or evaluated outside `run_arms` (each seed's model with a branch zeroed, at half input
+    resolution, or at the end of a pruning schedule) to `record`: one score per seed, `how` it was obtained, and
+    optionally the training seconds per seed."""
+    if len(seeds) != len(scores) or (train_seconds is not None and len(train_seconds) != len(seeds)):
+        raise ValueError(f"arm {name!r}: {len(seeds)} seeds but {len(scores)} scores"
+                         + ("" if train_seconds is None else f" and {len(train_seconds)} training times"))
     if name in record["arms"]:
         raise ValueError(f"the record already has an arm {name!r}")
-    runs = [{"seed": int(s), "workdir": None, "score": float(v), "train_seconds": None} for s, v in zip(seeds, scores)]
+    seconds = train_seconds or [None] * len(seeds)
+    runs = [{"seed": int(s), "workdir": None, "score": float(v), "train_seconds": t}
+            for s, v, t in zip(seeds, scores, seconds)]
     record["arms"][name] = {"runs": runs, "summary": summarise(scores), "how": how}
     return record
 

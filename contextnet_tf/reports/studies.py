@@ -182,11 +182,10 @@ def train_study_run(runs_root, tag, config, model_fn=None):
     A run folder whose ``final.keras`` and ``val_metrics.json`` exist is reused as is (delete the folder to retrain)
     if its record (config.json and config_changes.jsonl) agrees with `config`, else `RunRecordError` names the
     differing settings; an unfinished one is resumed from its last checkpoint. The training time is this call's wall
-    time, or for a run trained by another program its TensorBoard event span (`model_card.training_wall_time`).
+    time, or for a run trained by another program its TensorBoard event span (`run_dir.training_wall_time`).
     """
-    from contextnet_tf.reports.model_card import training_wall_time
     from contextnet_tf.training import train
-    from contextnet_tf.training.run_dir import RunDir
+    from contextnet_tf.training.run_dir import RunDir, training_wall_time
 
     workdir = os.path.join(runs_root, tag)
     config = dataclasses.replace(config, workdir=workdir)

@@ -221,3 +221,22 @@ class RunDir:
         if split not in self._writers:
             self._writers[split] = tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard", split))
         return self._writers[split]
+
+
+def training_wall_time(run_dir):
+    """Seconds from the first to the last train scalar in the run's TensorBoard events (None without events).
+
+    Gaps of more than 10 minutes between consecutive events (a killed and later resumed run) are left out.
+    """
+    folder = os.path.join(run_dir, "tensorboard", "train")
+    if not os.path.isdir(folder):
+        return None
+    times = []
+    for name in sorted(os.listdir(folder)):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+            if event.summary.value:
+                times.append(event.wall_time)
+    times.sort()
+    if len(times) < 2:
+        return None
+    return float(sum(b - a for a, b in zip(times, times[1:]) if b - a < 600))
