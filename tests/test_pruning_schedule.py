@@ -1,5 +1,6 @@
 """The 2x -> 1.5x -> 1.25x -> 1x schedule end to end on a tiny synthetic city."""
 
+import dataclasses
 import json
 import os
 
@@ -94,12 +95,14 @@ def test_schedule_rejects_an_unknown_importance(city, tmp_path):
 
 
 @pytest.mark.slow
-def test_recalibration_and_a_shared_wide_stage(city, tmp_path):
-    config = TrainConfig(model="cn14-160", dataset="synthetic", data_dir=city, workdir=str(tmp_path / "l1"),
-                         steps=2, batch_size=2, crop=(64, 128), eval_every=0, checkpoint_every=100, progress=False,
-                         num_prediction_images=0)
+def test_recalibration_and_variants_sharing_a_wide_stage(city, tmp_path):
+    config = TrainConfig(model="cn14-160", dataset="synthetic", data_dir=city, steps=2, batch_size=2, crop=(64, 128),
+                         eval_every=0, checkpoint_every=100, progress=False, num_prediction_images=0)
     widths = (1.5, 1.0)
-    rows = prune_schedule.run_schedule(config, widths=widths, wide_steps=2, finetune_steps=1, recalibrate_batches=2)
+    results = prune_schedule.run_variants(
+        config, str(tmp_path), [5], {"l1": {"recalibrate_batches": 2}, "bn": {"importance": "bn_scaled_l1"}},
+        widths=widths, wide_steps=2, finetune_steps=1)
+    (rows,), (rows_bn,) = results["l1"], results["bn"]
     info = data.get_info("synthetic")
     assert rows[0]["miou_before_recalibration"] is None and rows[0]["recalibrate_batches"] == 0
     stage = rows[1]["workdir"]
@@ -114,32 +117,20 @@ def test_recalibration_and_a_shared_wide_stage(city, tmp_path):
     metrics = evaluate(recalibrated, data.make_dataset("synthetic", city, "val", training=False, batch_size=1), info)
     assert rows[1]["miou"] == pytest.approx(metrics["miou"], abs=1e-12)
     assert "val mIoU before" in prune_schedule.markdown_table(rows)
-    # Resuming the same folder with another importance or recalibration is refused (its stages were not pruned so).
+    # The second variant pruned the same wide network (not trained again), with its own importance.
+    assert rows_bn[0]["workdir"] == rows[0]["workdir"] == str(tmp_path / "l1_s5" / "stage0_w1.5")
+    assert rows_bn[0]["miou"] == rows[0]["miou"] and [r["importance"] for r in rows_bn] == [None, "bn_scaled_l1"]
+    assert sorted(os.listdir(tmp_path / "bn_s5")) == ["pruning.json", "stage1_w1"]
+    with open(tmp_path / "l1_s5" / "stage0_w1.5" / "config.json") as f:
+        assert json.load(f)["seed"] == 5
+    # Resuming a folder with another importance or recalibration is refused (its stages were not pruned so).
+    again = dataclasses.replace(config, seed=5, workdir=str(tmp_path / "l1_s5"))
     with pytest.raises(ValueError, match="importance l1, not bn_scaled_l1"):
-        prune_schedule.run_schedule(config, widths=widths, wide_steps=2, finetune_steps=1, recalibrate_batches=2,
+        prune_schedule.run_schedule(again, widths=widths, wide_steps=2, finetune_steps=1, recalibrate_batches=2,
                                     importance="bn_scaled_l1")
     with pytest.raises(ValueError, match="recalibrate_batches 2, not 0"):
-        prune_schedule.run_schedule(config, widths=widths, wide_steps=2, finetune_steps=1)
-    # Another importance from the same wide network: stage 0 is not trained again.
-    other = dict(config.__dict__, workdir=str(tmp_path / "bn"))
-    rows_bn = prune_schedule.run_schedule(TrainConfig(**other), widths=widths, wide_steps=2, finetune_steps=1,
-                                          importance="bn_scaled_l1", wide_dir=rows[0]["workdir"])
-    assert rows_bn[0]["workdir"] == rows[0]["workdir"] and rows_bn[0]["miou"] == rows[0]["miou"]
-    assert sorted(os.listdir(tmp_path / "bn")) == ["pruning.json", "stage1_w1"]
+        prune_schedule.run_schedule(again, widths=widths, wide_steps=2, finetune_steps=1)
+    # A wide run trained with other settings is not pruned as if it were this schedule's stage 0.
     with pytest.raises(RunRecordError, match="steps 2 -> 3"):
-        prune_schedule.run_schedule(TrainConfig(**dict(other, workdir=str(tmp_path / "x"))), widths=widths,
+        prune_schedule.run_schedule(dataclasses.replace(again, workdir=str(tmp_path / "x")), widths=widths,
                                     wide_steps=3, finetune_steps=1, wide_dir=rows[0]["workdir"])
-
-
-@pytest.mark.slow
-def test_variants_share_each_seeds_wide_network(city, tmp_path):
-    config = TrainConfig(model="cn14-160", dataset="synthetic", data_dir=city, steps=1, batch_size=2, crop=(64, 128),
-                         eval_every=0, checkpoint_every=100, progress=False, num_prediction_images=0)
-    results = prune_schedule.run_variants(
-        config, str(tmp_path), [5], {"l1": {}, "bn": {"importance": "bn_scaled_l1"}}, widths=(1.25, 1.0),
-        wide_steps=1, finetune_steps=1)
-    (l1,), (bn,) = results["l1"], results["bn"]
-    assert l1[0]["workdir"] == bn[0]["workdir"] == str(tmp_path / "l1_s5" / "stage0_w1.25")
-    assert [r["importance"] for r in bn] == [None, "bn_scaled_l1"] and bn[1]["workdir"].startswith(str(tmp_path / "bn_s5"))
-    with open(tmp_path / "l1_s5" / "stage0_w1.25" / "config.json") as f:
-        assert json.load(f)["seed"] == 5
