@@ -45,22 +45,12 @@ def pruned_model_fn(source_path, width, importance="l1"):
     return model_fn
 
 
-def _evaluate(config, model):
-    """`evaluation.metrics.evaluate` of `model` on `config`'s validation split, with its evaluation settings."""
-    from contextnet_tf import data
-    from contextnet_tf.evaluation import metrics
-
-    batches = data.make_dataset(config.dataset, config.data_dir, config.val_split, training=False,
-                                batch_size=config.eval_batch_size, label_source=config.label_source)
-    return metrics.evaluate(model, batches, data.get_info(config.dataset), flip=config.eval_flip,
-                            scales=config.eval_scales or None, max_images=config.eval_max_images)
-
-
 def recalibrated_stage(stage_config, num_batches):
     """The stage's final model with its batch-norm statistics re-estimated (`training.batch_norm.recalibrate` on
     `num_batches` batches of the stage's training pipeline), saved as ``recalibrated.keras`` beside ``final.keras``
     with its evaluation in ``val_metrics_recalibrated.json`` (both reused when present). Returns (path, metrics)."""
     from contextnet_tf.training.batch_norm import recalibrate_on_training_data
+    from contextnet_tf.training.validation import evaluate_on_val
 
     path = os.path.join(stage_config.workdir, "recalibrated.keras")
     metrics_path = os.path.join(stage_config.workdir, "val_metrics_recalibrated.json")
@@ -69,7 +59,7 @@ def recalibrated_stage(stage_config, num_batches):
             return path, json.load(f)
     model = load_model(os.path.join(stage_config.workdir, "final.keras"))
     recalibrate_on_training_data(model, stage_config, num_batches)
-    metrics = _evaluate(stage_config, model)
+    metrics = evaluate_on_val(model, stage_config)
     model.save(path)
     with open(metrics_path, "w") as f:
         json.dump(metrics, f)

@@ -30,7 +30,7 @@ from contextnet_tf.evaluation import metrics as evaluation
 from contextnet_tf.models import load_model
 from contextnet_tf.models.profiling import count_trainable_params
 from contextnet_tf.environment import describe, environment
-from contextnet_tf.training.run_dir import training_wall_time  # noqa: F401 (used below; also importable from here)
+from contextnet_tf.training.run_dir import training_wall_time
 from contextnet_tf.reports.plots import plot_training_curve
 from contextnet_tf.reports.tables import iou_table
 from contextnet_tf.training import TrainConfig

@@ -196,10 +196,13 @@ def markdown(record, scale=100.0):
     return "\n".join(lines) + "\n"
 
 
-# Settings a study may not vary: where runs live and how they are logged (not what they train), and the seed (the
-# seeds are the study's replicates, not an arm).
-NOT_VARIED = ("seed", "workdir", "data_dir", "progress", "log_every", "checkpoint_every", "keep_checkpoints",
-              "stop_at_step", "allow_changes", "num_prediction_images", "cache")
+def _not_varied():
+    """Settings a study may not vary: the run record's bookkeeping fields (`run_dir.BOOKKEEPING_FIELDS`: where runs
+    live, logging, checkpoints, evaluation cadence; not what they train) and the seed (the seeds are the study's
+    replicates, not an arm)."""
+    from contextnet_tf.training.run_dir import BOOKKEEPING_FIELDS
+
+    return ("seed", *BOOKKEEPING_FIELDS)
 
 
 def arms_varying(make_config, field, values, given=()):
@@ -221,7 +224,7 @@ def arms_varying(make_config, field, values, given=()):
     fields = {f.name: f for f in cli.flag_fields(TrainConfig)}
     if field not in fields:
         raise ValueError(f"--vary: TrainConfig has no field {field!r}")
-    if field in NOT_VARIED:
+    if field in _not_varied():
         raise ValueError(f"--vary: {field} does not change what a run trains (seeds are --seeds)")
     if field in given:
         raise ValueError(f"--vary={field} and --{field} were both given: set its values with --values only")

@@ -200,10 +200,11 @@ def train_study_run(runs_root, tag, config, model_fn=None):
         RunDir(workdir, chief=False).check_resume(config, step="all" if config.steps is None else config.steps)
     with open(metrics_path) as f:
         metrics = json.load(f)
-    seconds = training_wall_time(workdir)
     if os.path.exists(timing_path):
         with open(timing_path) as f:
             seconds = json.load(f)["train_seconds"]
+    else:
+        seconds = training_wall_time(workdir)
     model = keras.saving.load_model(final, compile=False)
     return StudyRun(tag, workdir, model, metrics, seconds, dataclasses.asdict(config))
 

@@ -8,6 +8,32 @@ from contextnet_tf.evaluation.prediction import Predictor
 from contextnet_tf.models import copy_weights_by_name
 
 
+def val_batches(config):
+    """Full-size, unaugmented batches of `config`'s validation split (its eval batch size, cache and label source)."""
+    return data.make_dataset(
+        config.dataset,
+        config.data_dir,
+        config.val_split,
+        training=False,
+        batch_size=config.eval_batch_size,
+        cache=config.cache,
+        label_source=config.label_source,
+    )
+
+
+def evaluate_on_val(model, config, batches=None):
+    """`evaluation.evaluate` of `model` on `config`'s validation split with its evaluation settings (flip, scales,
+    at most ``eval_max_images``); `batches` reuses a `val_batches` dataset already made."""
+    return evaluation.evaluate(
+        model,
+        val_batches(config) if batches is None else batches,
+        data.get_info(config.dataset),
+        flip=config.eval_flip,
+        scales=config.eval_scales or None,  # None: the model's input scale
+        max_images=config.eval_max_images,
+    )
+
+
 class Validator:
     """Evaluates the training model's weights on the validation split with a logits-only copy of the model.
 
@@ -20,15 +46,7 @@ class Validator:
     def __init__(self, config, info, model_fn):
         self.config = config
         self.info = info
-        self.dataset = data.make_dataset(
-            config.dataset,
-            config.data_dir,
-            config.val_split,
-            training=False,
-            batch_size=config.eval_batch_size,
-            cache=config.cache,
-            label_source=config.label_source,
-        )
+        self.dataset = val_batches(config)
         self.samples = self._take_samples(config.num_prediction_images)
         # Sizes known at run time only: the saved final model runs at any size (each evaluation traces its own).
         self.model = model_fn((None, None, 3), False)
@@ -47,14 +65,7 @@ class Validator:
     def evaluate(self, train_model):
         """Copies `train_model`'s weights into the evaluation model and returns `evaluation.evaluate`'s dict."""
         copy_weights_by_name(train_model, self.model)
-        return evaluation.evaluate(
-            self.model,
-            self.dataset,
-            self.info,
-            flip=self.config.eval_flip,
-            scales=self.config.eval_scales or None,  # None: the model's input scale
-            max_images=self.config.eval_max_images,
-        )
+        return evaluate_on_val(self.model, self.config, self.dataset)
 
     def prediction_image(self):
         """uint8 RGB grid, one row per sample: image | ground truth | prediction (call after `evaluate`)."""
