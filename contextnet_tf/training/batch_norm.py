@@ -10,10 +10,22 @@ describe the features, and a short run after the jump is evaluated with statisti
 average, over ``num_batches`` training batches, of the batch means and variances that the layer sees in a
 training-mode forward pass (SWA's "bn_update", Izmailov et al. 2018). Nothing else changes: no gradient, no weight
 update, only the two statistics of every `keras.layers.BatchNormalization` layer.
+
+`fused_training` is the training step's faster batch norm (issue 18): inside it, a batch norm called in training mode
+computes with TensorFlow's fused kernel (`tf.compat.v1.nn.fused_batch_norm`: one op forward, one backward) instead of
+Keras' composition of ``moments`` and ``batch_normalization`` (about twenty element-wise ops and their gradients per
+layer). Same mathematics: the batch mean and the biased batch variance normalise the batch, the moving averages are
+updated as Keras updates them (momentum, biased variance), and outputs, gradients and moving statistics agree with
+Keras' to float32 rounding (`tests/test_training_batch_norm.py`). The layers themselves are not changed, so the
+models stay `keras.layers` models (saved, folded, pruned and run under JAX as before); only the TensorFlow training
+loop uses it.
 """
+
+import contextlib
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from contextnet_tf import data
 
@@ -27,6 +39,50 @@ def batch_norm_layers(model):
         elif isinstance(layer, keras.Model):
             found.extend(batch_norm_layers(layer))
     return found
+
+
+def fusable(layer, inputs):
+    """Whether `fused_training` computes `layer` on `inputs` with the fused kernel: a 4-D channels-last input, no
+    renormalisation, no cross-replica synchronisation. Other batch norms keep Keras' own computation."""
+    return (len(inputs.shape) == 4 and layer.axis in (-1, 3) and not layer.renorm and not layer.synchronized)
+
+
+def _fused_call(layer):
+    def call(inputs, training=None, mask=None):
+        if not (training and layer.trainable) or mask is not None or not fusable(layer, inputs):
+            return type(layer).call(layer, inputs, training=training, mask=mask)
+        x = tf.cast(inputs, tf.float32)
+        channels = tf.shape(layer.moving_mean)
+        scale = tf.cast(layer.gamma, tf.float32) if layer.scale else tf.ones(channels, tf.float32)
+        offset = tf.cast(layer.beta, tf.float32) if layer.center else tf.zeros(channels, tf.float32)
+        outputs, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
+            x, scale, offset, epsilon=layer.epsilon, data_format="NHWC", is_training=True)
+        # The kernel normalises with the biased variance and returns the unbiased one (n / (n - 1) times larger);
+        # Keras averages the biased one into its moving variance.
+        count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
+        variance = unbiased_variance * tf.maximum(count - 1.0, 1.0) / count
+        momentum = layer.momentum
+        layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
+        layer.moving_variance.assign(layer.moving_variance * momentum + variance * (1.0 - momentum))
+        return tf.cast(outputs, layer.compute_dtype)
+
+    return call
+
+
+@contextlib.contextmanager
+def fused_training(model):
+    """While active, `model`'s batch norms (nested models included) compute training-mode calls with the fused
+    kernel (see the module docstring); inference-mode calls and the layers `fusable` rejects are unchanged. Meant
+    around the forward pass of a traced training step: the `tf.function` keeps what it traced."""
+    layers = batch_norm_layers(model)
+    for layer in layers:
+        object.__setattr__(layer, "call", _fused_call(layer))
+    try:
+        yield layers
+    finally:
+        for layer in layers:
+            if "call" in layer.__dict__:
+                object.__delattr__(layer, "call")
 
 
 def recalibrate(model, images, num_batches):

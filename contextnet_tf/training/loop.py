@@ -24,7 +24,7 @@ import tensorflow as tf
 from contextnet_tf import data
 from contextnet_tf.models import build_model, copy_weights_by_name, dataset_recipe
 from contextnet_tf.models.segmenter import load_model
-from contextnet_tf.training import checkpoints, distribute, inputs, losses, optim
+from contextnet_tf.training import batch_norm, checkpoints, distribute, inputs, losses, optim
 from contextnet_tf.training.divergence import DivergenceError, DivergenceGuard
 from contextnet_tf.training.progress import TrainProgress
 from contextnet_tf.training.run_dir import RunDir, RunRecordError  # noqa: F401 (raised by train)
@@ -82,7 +82,7 @@ def dtype_policy(name):
 
 
 def make_train_step(strategy, model, optimizer, *, ignore_label, aux_weight, weight_decay, class_weights=None,
-                    aux_resolution="input", loss_implementation="fast"):
+                    aux_resolution="input", loss_implementation="fast", fused_batch_norm=True):
     """A `tf.function` running one optimiser step on a distributed batch; returns the global loss parts.
 
     Args:
@@ -93,6 +93,8 @@ def make_train_step(strategy, model, optimizer, *, ignore_label, aux_weight, wei
         aux_resolution: ``input`` (the papers) or ``eighth`` (auxiliary losses at 1/8 resolution, a deviation; the
             step then runs `losses.aux_logits_view(model)`, which shares `model`'s variables).
         loss_implementation: ``fast`` or ``reference`` (`losses.segmentation_losses`; the benchmark compares them).
+        fused_batch_norm: compute the batch norms with TensorFlow's fused kernel (`batch_norm.fused_training`: the
+            same mathematics, faster); False keeps Keras' own (the benchmark compares them).
 
     Returns:
         ``step(batch) -> {"loss", "ce", "l2", <aux heads>}`` of float32 scalars, summed over replicas (so each is
@@ -102,7 +104,8 @@ def make_train_step(strategy, model, optimizer, *, ignore_label, aux_weight, wei
     forward = losses.aux_logits_view(model) if aux_resolution == "eighth" else model
 
     def replica_step(images, labels):
-        with tf.GradientTape() as tape:
+        fused = batch_norm.fused_training(forward) if fused_batch_norm else contextlib.nullcontext()
+        with tf.GradientTape() as tape, fused:
             outputs = forward(images, training=True)
             parts = losses.segmentation_losses(
                 outputs,

@@ -17,7 +17,7 @@ import tensorflow as tf
 from contextnet_tf import data
 from contextnet_tf.environment import describe, environment
 from contextnet_tf.models import build_model
-from contextnet_tf.training import losses, optim
+from contextnet_tf.training import batch_norm, losses, optim
 from contextnet_tf.training.loop import dtype_policy, make_train_step
 from contextnet_tf.training.presets import CONTEXTNET_PAPER, FAST_SCNN_PAPER
 
@@ -27,14 +27,18 @@ def recipe(model_name):
     return FAST_SCNN_PAPER if model_name == "fast_scnn" else CONTEXTNET_PAPER
 
 
-# Step settings compared side by side (`run(settings=...)`): the loss formulation and the auxiliary-loss resolution.
+# Step settings compared side by side (`run(settings=...)`): the loss formulation, the batch norm's kernel and the
+# auxiliary-loss resolution.
 SETTINGS = {
-    # The step before issue 18: one `masked_cross_entropy` per head (tf.nn.sparse_softmax_cross_entropy_with_logits).
-    "before": dict(loss_implementation="reference", aux_resolution="input"),
-    # Today's default: the same mathematics, `softmax_cross_entropy_sum` with label terms shared by the heads.
-    "default": dict(loss_implementation="fast", aux_resolution="input"),
-    # Option (a deviation from the papers): auxiliary losses at 1/8 resolution.
-    "aux_eighth": dict(loss_implementation="fast", aux_resolution="eighth"),
+    # The step before issue 18: one `masked_cross_entropy` per head (tf.nn.sparse_softmax_cross_entropy_with_logits),
+    # Keras' batch norm.
+    "before": dict(loss_implementation="reference", aux_resolution="input", fused_batch_norm=False),
+    # The same mathematics, `softmax_cross_entropy_sum` with label terms shared by the heads; Keras' batch norm.
+    "fast_loss": dict(loss_implementation="fast", aux_resolution="input", fused_batch_norm=False),
+    # Today's default: the same mathematics, the fast loss and the fused batch norm (`batch_norm.fused_training`).
+    "default": dict(loss_implementation="fast", aux_resolution="input", fused_batch_norm=True),
+    # Option (a deviation from the papers): auxiliary losses at 1/8 resolution, with the default's loss and batch norm.
+    "aux_eighth": dict(loss_implementation="fast", aux_resolution="eighth", fused_batch_norm=True),
 }
 
 
@@ -168,9 +172,11 @@ def breakdown(model_name, crop, batch_size, steps=5, warmup=2, rounds=3, num_cla
         return losses.segmentation_losses(outputs, labels, aux_weight=settings["aux_weight"],
                                           l2_variables=l2_variables, weight_decay=settings["weight_decay"])["loss"]
 
+    # The training-mode rows use the default step's fused batch norm (inference mode is Keras' own either way).
     @tf.function
     def forward():
-        return tf.nest.flatten(model(images, training=True))[0][0, 0, 0, 0]
+        with batch_norm.fused_training(model):
+            return tf.nest.flatten(model(images, training=True))[0][0, 0, 0, 0]
 
     @tf.function
     def forward_inference():
@@ -178,11 +184,12 @@ def breakdown(model_name, crop, batch_size, steps=5, warmup=2, rounds=3, num_cla
 
     @tf.function
     def forward_losses():
-        return loss_of(model(images, training=True))
+        with batch_norm.fused_training(model):
+            return loss_of(model(images, training=True))
 
     @tf.function
     def forward_losses_backward():
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as tape, batch_norm.fused_training(model):
             loss = loss_of(model(images, training=True))
         return tf.add_n([tf.reduce_sum(g) for g in tape.gradient(loss, model.trainable_variables)])
 
@@ -220,6 +227,107 @@ def breakdown(model_name, crop, batch_size, steps=5, warmup=2, rounds=3, num_cla
             for name, values in times.items()]
 
 
+# Op categories of `profile`, by the op's name (the layer that made it) and then its type; first match wins.
+PROFILE_CATEGORIES = (
+    ("batch norm", lambda op, kind: "_bn" in op or kind.startswith("FusedBatchNorm")),
+    ("depthwise convolution", lambda op, kind: kind.startswith("DepthwiseConv2d")),
+    ("convolution", lambda op, kind: kind.startswith(("Conv2D", "_FusedConv2D", "BiasAdd"))),
+    ("upsampling (resize)", lambda op, kind: kind.startswith("ResizeBilinear")),
+    ("optimiser update", lambda op, kind: kind.startswith(("ResourceApply", "AssignVariable", "AssignAdd",
+                                                           "AssignSub")) or "optimizer" in op.lower()),
+    ("activations", lambda op, kind: kind.startswith(("Relu", "Relu6"))),
+    # Top-level ops (no layer in their name): the cross-entropies, label terms and the L2 term.
+    ("losses and L2", lambda op, kind: "/" not in op.replace("gradient_tape/", "", 1)),
+)
+_PROFILER_FRAMES = ("ExecutorState", "EagerLocalExecute", "KernelAndDevice", "ThreadpoolListener", "__inference")
+
+
+def profile(model_name, crop, batch_size, steps=5, warmup=3, setting="default", num_classes=None, log_dir=None):
+    """Where a training step's time goes, by TensorFlow's profiler: the op time of `steps` default steps, summed
+    by category (`PROFILE_CATEGORIES`) and by forward pass vs gradient.
+
+    The profiler records every op a step runs (ms per step, summed over the threads that ran them, so the total
+    exceeds the step's wall time on several cores); it adds a cost per op, which inflates categories made of many
+    small ops (Keras' batch norm) compared with a run without it. Read shares, not absolute times.
+
+    Returns:
+        A dict: ``wall_ms`` (per step, profiled), ``op_ms`` (the ops' total), ``rows`` (category, ``forward`` or
+        ``gradient``, ms per step, share of ``op_ms``, op count per step) sorted by time, and ``op_types`` (ms per
+        step by op type, most expensive first).
+    """
+    import collections
+    import glob
+    import tempfile
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    if setting not in SETTINGS:
+        raise ValueError(f"unknown step setting {setting!r} to profile; choose from {', '.join(SETTINGS)}")
+    num_classes = num_classes or data.get_info(data.PAPERS_DATASET).num_classes
+    rng = np.random.default_rng(0)
+    batch = (
+        tf.constant(rng.uniform(0, 255, (batch_size, *crop, 3)).astype(np.float32)),
+        tf.constant(rng.integers(0, num_classes, (batch_size, *crop)).astype(np.int32)),
+    )
+    keras.utils.set_random_seed(0)
+    _, step = _build_step(model_name, crop, batch_size, "float32", num_classes, setting)
+    for _ in range(warmup):
+        float(step(batch)["loss"])
+    log_dir = log_dir or tempfile.mkdtemp(prefix="step_profile_")
+    tf.profiler.experimental.start(log_dir)
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = step(batch)["loss"]
+    float(loss)
+    wall = time.perf_counter() - start
+    tf.profiler.experimental.stop()
+    paths = glob.glob(os.path.join(log_dir, "**", "*.xplane.pb"), recursive=True)
+    if not paths:
+        raise RuntimeError(f"the TensorFlow profiler wrote no trace under {log_dir}")
+    space = xplane_pb2.XSpace()
+    with open(max(paths, key=os.path.getmtime), "rb") as f:
+        space.ParseFromString(f.read())
+    by_category, counts, by_type = collections.Counter(), collections.Counter(), collections.Counter()
+    for plane in space.planes:
+        if not plane.name.startswith("/host:CPU"):
+            continue
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if ":" not in name or name.startswith(_PROFILER_FRAMES):
+                    continue
+                op, kind = name.rsplit(":", 1)
+                if kind.startswith("__inference"):
+                    continue
+                category = next((c for c, match in PROFILE_CATEGORIES if match(op, kind)), "other")
+                key = (category, "gradient" if op.startswith("gradient_tape/") else "forward")
+                ms = event.duration_ps / 1e9 / steps
+                by_category[key] += ms
+                counts[key] += 1
+                by_type[kind] += ms
+    total = sum(by_category.values())
+    rows = [dict(model=model_name, setting=setting, category=c, part=part, ms=round(ms, 1),
+                 share=round(ms / total, 3), ops_per_step=counts[(c, part)] // steps)
+            for (c, part), ms in by_category.most_common()]
+    return dict(model=model_name, setting=setting, crop=list(crop), batch_size=batch_size, steps=steps,
+                wall_ms=round(1000 * wall / steps, 1), op_ms=round(total, 1), rows=rows,
+                op_types=[dict(op_type=k, ms=round(v, 1)) for k, v in by_type.most_common()])
+
+
+def profile_markdown(profiles):
+    """`profile` results as one markdown table (categories under 1% of a step's op time are left out)."""
+    lines = ["| model | setting | category | forward / gradient | ms per step (op time) | share of op time | ops |",
+             "|---|---|---|---|---|---|---|"]
+    for p in profiles:
+        for r in p["rows"]:
+            if r["share"] >= 0.01:
+                lines.append(f"| {r['model']} | {r['setting']} | {r['category']} | {r['part']} | {r['ms']:.0f} | "
+                             f"{100 * r['share']:.0f}% | {r['ops_per_step']} |")
+    notes = "; ".join(f"{p['model']} {p['setting']}: {p['wall_ms']:.0f} ms/step profiled, {p['op_ms']:.0f} ms of op "
+                      "time" for p in profiles)
+    return "\n".join(lines) + f"\n\n({notes}.)\n"
+
+
 def breakdown_markdown(rows):
     """`breakdown` rows as a markdown table."""
     lines = ["| model | part of the step | ms (median) | share of the step | rounds (ms) |", "|---|---|---|---|---|"]
@@ -230,7 +338,7 @@ def breakdown_markdown(rows):
 
 
 def run(models, out_dir, crop=(256, 512), batch_size=4, steps=10, warmup=3, rounds=3, policy="float32", command="",
-        settings=("default",), with_breakdown=False):
+        settings=("default",), with_breakdown=False, profile_settings=()):
     """Measures every network under each setting, writes benchmark_train.json and benchmark_train.md to `out_dir`,
     returns the dict."""
     machine = environment()
@@ -243,6 +351,9 @@ def run(models, out_dir, crop=(256, 512), batch_size=4, steps=10, warmup=3, roun
         result["breakdown"] = []
         for name in models:
             result["breakdown"] += breakdown(name, crop, batch_size, steps=steps, rounds=rounds)
+    if profile_settings:
+        result["profile"] = [profile(name, crop, batch_size, steps=steps, setting=setting)
+                             for name in models for setting in profile_settings]
     result["machine"]["load_average_after"] = list(os.getloadavg())
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "benchmark_train.json"), "w") as f:
@@ -274,6 +385,9 @@ def markdown(result):
     if result.get("breakdown"):
         lines += ["", "Where the time of the default step goes (ablation, side by side):", "",
                   breakdown_markdown(result["breakdown"]).rstrip("\n")]
+    if result.get("profile"):
+        lines += ["", "Op time by category (TensorFlow's profiler; shares, see `step_speed.profile`):", "",
+                  profile_markdown(result["profile"]).rstrip("\n")]
     if result["command"]:
         lines += ["", f"Command: `{result['command']}`"]
     return "\n".join(lines) + "\n"
