@@ -19,7 +19,8 @@ def environment(threads=None):
     Returns:
         dict: ``backend``, ``platform``, ``cpu`` (model name), ``cpu_count``, ``threads``, ``python``, ``versions``
         ({package: version} of the installed `PACKAGES`), ``device`` (GPU name or ``CPU``), ``load_average`` (1, 5
-        and 15 minutes, or None where the OS has none) and, under TensorFlow, its intra- and inter-op thread counts.
+        and 15 minutes, or None where the OS has none) and, under TensorFlow, its intra- and inter-op thread counts
+        and ``onednn`` (`onednn_enabled`).
     """
     import keras
 
@@ -50,15 +51,28 @@ def environment(threads=None):
         info["device"] = details.get("device_name", "GPU") if gpus else "CPU"
         info["tf_intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
         info["tf_inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
+        info["onednn"] = onednn_enabled()
     return info
+
+
+def onednn_enabled():
+    """Whether this process's TensorFlow runs its CPU kernels through oneDNN (``TF_ENABLE_ONEDNN_OPTS``, read when
+    TensorFlow is imported; TensorFlow's own default depends on the CPU), or None where it cannot tell."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
 
 
 def describe(info):
     """One line naming the machine of an `environment` record: device, CPU, cores, TensorFlow / Keras versions."""
     versions = info.get("versions", {})
     device = "" if info.get("device") in (None, "CPU") else f"{info['device']}, "
+    onednn = {True: ", oneDNN on", False: ", oneDNN off"}.get(info.get("onednn"), "")
     return (f"{device}{info['cpu']} ({info['cpu_count']} cores), TensorFlow {versions.get('tensorflow')}, "
-            f"Keras {versions.get('keras')}")
+            f"Keras {versions.get('keras')}{onednn}")
 
 
 def _cpu_name():

@@ -32,6 +32,10 @@ BREAKDOWN = flags.DEFINE_boolean(
 PROFILE = flags.DEFINE_list(
     "profile", [], "Step settings to profile with TensorFlow's profiler after the timing (op time by category: batch "
     "norm, convolutions, upsampling, losses, optimiser; step_speed.profile), e.g. --profile=before,default.")
+ENVIRONMENTS = flags.DEFINE_list(
+    "environments", [], "Process environments timed side by side, each in its own worker process "
+    "(step_speed.ENVIRONMENTS): onednn_off, onednn_on (TF_ENABLE_ONEDNN_OPTS, read when TensorFlow is imported). "
+    "Empty: this process only.")
 POLICY = flags.DEFINE_enum("policy", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Dtype policy.")
 
 
@@ -49,6 +53,7 @@ def main(argv):
         settings=SETTINGS.value,
         with_breakdown=BREAKDOWN.value,
         profile_settings=PROFILE.value,
+        environments=ENVIRONMENTS.value,
         command=" ".join(["python", *sys.argv]),
     )
     print(step_speed.markdown(result))

@@ -2,6 +2,9 @@
 its JSON and markdown (no timing is asserted: speed is measured by experiments/benchmark_train.py)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -46,5 +49,28 @@ def test_profile_sums_the_ops_of_a_step_by_category():
     assert {"FusedBatchNormV3", "FusedBatchNormGradV3"} <= {t["op_type"] for t in fused["op_types"]}
     assert not any(t["op_type"].startswith("FusedBatchNorm") for t in keras_bn["op_types"])
     assert "| cn14 | default | batch norm | forward |" in step_speed.profile_markdown([fused])
+    # oneDNN's kernels (_MklNativeConv2D...) land in the same categories as TensorFlow's own.
+    script = ("import json; from contextnet_tf.training import step_speed; "
+              "p = step_speed.profile('cn14', (32, 64), 1, steps=1, warmup=1); "
+              "print(json.dumps([r['category'] for r in p['rows']] + [t['op_type'] for t in p['op_types']]))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    names = json.loads(out.stdout.strip().splitlines()[-1])
+    assert any(n.startswith("_MklNativeConv2D") for n in names) and "convolution" in names
     with pytest.raises(ValueError, match="unknown step setting 'fused' to profile"):
         step_speed.profile("cn14", (32, 64), 1, setting="fused")
+
+
+def test_environments_run_in_their_own_worker_processes(tmp_path):
+    result = step_speed.run(["cn14"], str(tmp_path), crop=(32, 64), batch_size=1, steps=1, warmup=1, rounds=2,
+                            settings=("before", "default"), environments=("onednn_off", "onednn_on"))
+    rows = result["results"]
+    assert [(r["environment"], r["setting"]) for r in rows] == [
+        ("onednn_off", "before"), ("onednn_off", "default"), ("onednn_on", "before"), ("onednn_on", "default")]
+    # Each worker's TensorFlow reports the oneDNN state its environment asked for.
+    assert [r["onednn"] for r in rows] == [False, False, True, True]
+    assert rows[0]["speedup"] == 1.0 and all(len(r["images_per_s"]) == 2 for r in rows)
+    assert "| cn14 | onednn_on | default |" in (tmp_path / "benchmark_train.md").read_text()
+    with pytest.raises(ValueError, match="unknown environment.*'mkl'"):
+        step_speed.measure_environments("cn14", (32, 64), 1, ["mkl"])

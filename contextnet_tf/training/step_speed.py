@@ -8,6 +8,7 @@ input benchmark for that). Writes ``benchmark_train.json`` and ``benchmark_train
 import json
 import os
 import statistics
+import sys
 import time
 
 import keras
@@ -89,59 +90,167 @@ def measure(model_name, crop, batch_size, steps=10, warmup=3, rounds=3, policy="
         A list with one dict per setting: the setting, ``images_per_s`` per round, their ``median``, ``ms_per_step``,
         ``first_step_s`` and ``speedup`` (median over the first setting's median).
     """
-    unknown = [name for name in settings if name not in SETTINGS]
-    if unknown:
-        raise ValueError(f"unknown step setting(s) {unknown}; choose from {', '.join(SETTINGS)}")
-    num_classes = num_classes or data.get_info(data.PAPERS_DATASET).num_classes
-    rng = np.random.default_rng(0)
-    batch = (
-        tf.constant(rng.uniform(0, 255, (batch_size, *crop, 3)).astype(np.float32)),
-        tf.constant(rng.integers(0, num_classes, (batch_size, *crop)).astype(np.int32)),
-    )
-    built = {}
-    # Seeded once: a later `set_random_seed` changes TensorFlow's global seed, which makes every traced step retrace.
-    keras.utils.set_random_seed(0)
-    steps_of = {name: _build_step(model_name, crop, batch_size, policy, num_classes, name) for name in settings}
-    for name, (model, step) in steps_of.items():
-        start = time.perf_counter()
-        float(step(batch)["loss"])
-        first_step = time.perf_counter() - start
-        for _ in range(max(0, warmup - 1)):
-            float(step(batch)["loss"])
-        built[name] = (model, step, first_step)
+    prepared = _Prepared(model_name, crop, batch_size, warmup, policy, num_classes, settings)
     per_round = {name: [] for name in settings}
     for _ in range(rounds):
-        for name in settings:
-            step = built[name][1]
+        for name, value in prepared.round(steps).items():
+            per_round[name].append(value)
+    return _with_speedups(prepared.rows(per_round))
+
+
+class _Prepared:
+    """Every setting's model and traced step for one network, warmed up on one fixed batch."""
+
+    def __init__(self, model_name, crop, batch_size, warmup, policy, num_classes, settings):
+        unknown = [name for name in settings if name not in SETTINGS]
+        if unknown:
+            raise ValueError(f"unknown step setting(s) {unknown}; choose from {', '.join(SETTINGS)}")
+        self.model_name, self.crop, self.batch_size, self.policy = model_name, tuple(crop), batch_size, policy
+        num_classes = num_classes or data.get_info(data.PAPERS_DATASET).num_classes
+        rng = np.random.default_rng(0)
+        self.batch = (
+            tf.constant(rng.uniform(0, 255, (batch_size, *crop, 3)).astype(np.float32)),
+            tf.constant(rng.integers(0, num_classes, (batch_size, *crop)).astype(np.int32)),
+        )
+        self.built = {}
+        # Seeded once: a later `set_random_seed` changes TensorFlow's global seed, which makes every traced step
+        # retrace.
+        keras.utils.set_random_seed(0)
+        steps_of = {name: _build_step(model_name, crop, batch_size, policy, num_classes, name) for name in settings}
+        for name, (model, step) in steps_of.items():
+            start = time.perf_counter()
+            float(step(self.batch)["loss"])
+            first_step = time.perf_counter() - start
+            for _ in range(max(0, warmup - 1)):
+                float(step(self.batch)["loss"])
+            self.built[name] = (model, step, first_step)
+
+    def round(self, steps):
+        """One timed round: {setting: images/s}, the settings one after the other."""
+        result = {}
+        for name, (_, step, _) in self.built.items():
             start = time.perf_counter()
             for _ in range(steps):
-                loss = step(batch)["loss"]
+                loss = step(self.batch)["loss"]
             float(loss)  # waits for the last step
-            per_round[name].append(steps * batch_size / (time.perf_counter() - start))
-    results = []
-    recipe_settings = recipe(model_name)
-    for name in settings:
-        model, _, first_step = built[name]
-        median = statistics.median(per_round[name])
-        results.append(dict(
-            model=model_name,
-            setting=name,
-            **SETTINGS[name],
-            optimizer=recipe_settings["optimizer"],
-            aux_heads=[k for k in model.output if k != "logits"] if isinstance(model.output, dict) else [],
-            crop=list(crop),
-            batch_size=batch_size,
-            policy=policy,
-            params=int(sum(np.prod(v.shape) for v in model.trainable_variables)),
-            first_step_s=round(first_step, 2),
-            images_per_s=[round(v, 2) for v in per_round[name]],
-            median=round(median, 2),
-            ms_per_step=round(1000 * batch_size / median, 1),
-        ))
-    baseline = statistics.median(per_round[settings[0]])
-    for row in results:
+            result[name] = steps * self.batch_size / (time.perf_counter() - start)
+        return result
+
+    def rows(self, per_round, **extra):
+        """One result dict per setting from its rounds' images/s (``speedup`` is added by `_with_speedups`)."""
+        recipe_settings = recipe(self.model_name)
+        results = []
+        for name, (model, _, first_step) in self.built.items():
+            median = statistics.median(per_round[name])
+            results.append(dict(
+                model=self.model_name,
+                setting=name,
+                **extra,
+                **SETTINGS[name],
+                optimizer=recipe_settings["optimizer"],
+                aux_heads=[k for k in model.output if k != "logits"] if isinstance(model.output, dict) else [],
+                crop=list(self.crop),
+                batch_size=self.batch_size,
+                policy=self.policy,
+                params=int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+                first_step_s=round(first_step, 2),
+                images_per_s=[round(v, 2) for v in per_round[name]],
+                median=round(median, 2),
+                ms_per_step=round(1000 * self.batch_size / median, 1),
+            ))
+        return results
+
+
+def _with_speedups(rows):
+    baseline = rows[0]["median"]
+    for row in rows:
         row["speedup"] = round(row["median"] / baseline, 3)
-    return results
+    return rows
+
+
+# Process environments compared side by side (`measure_environments`): variables read when TensorFlow is imported,
+# so each runs in its own worker process.
+ENVIRONMENTS = {
+    # TensorFlow's CPU kernels through oneDNN, or its own (Eigen) kernels. TensorFlow's default depends on the CPU
+    # (off on this project's AMD EPYC machine); `contextnet_tf` leaves the variable as it finds it.
+    "onednn_off": {"TF_ENABLE_ONEDNN_OPTS": "0"},
+    "onednn_on": {"TF_ENABLE_ONEDNN_OPTS": "1"},
+}
+_PROTOCOL = "STEP_SPEED "  # prefix of the worker's protocol lines on its stdout
+
+
+def measure_environments(model_name, crop, batch_size, environments, steps=10, warmup=3, rounds=3, policy="float32",
+                         settings=("default",)):
+    """`measure` across process environments (`ENVIRONMENTS`): one worker process per environment builds and warms
+    up every setting's step, then the rounds alternate between the workers (and, within a worker, between the
+    settings), so a change of load slows them alike.
+
+    Returns:
+        One row per environment and setting (``environment``, ``env``, ``onednn`` as the worker's TensorFlow
+        reports it, and `measure`'s fields); ``speedup`` is against the first environment's first setting.
+    """
+    import subprocess
+    import sys
+
+    unknown = [name for name in environments if name not in ENVIRONMENTS]
+    if unknown:
+        raise ValueError(f"unknown environment(s) {unknown}; choose from {', '.join(ENVIRONMENTS)}")
+    spec = dict(model_name=model_name, crop=list(crop), batch_size=batch_size, warmup=warmup, policy=policy,
+                settings=list(settings), steps=steps)
+    workers = {}
+    try:
+        for name in environments:
+            workers[name] = subprocess.Popen(
+                [sys.executable, "-m", "contextnet_tf.training.step_speed", json.dumps(spec)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                env={**os.environ, **ENVIRONMENTS[name]})
+        ready = {name: _reply(worker, name) for name, worker in workers.items()}
+        per_round = {name: {setting: [] for setting in settings} for name in environments}
+        for _ in range(rounds):
+            for name, worker in workers.items():
+                worker.stdin.write("round\n")
+                worker.stdin.flush()
+                for setting, value in _reply(worker, name)["round"].items():
+                    per_round[name][setting].append(value)
+        rows = []
+        for name, worker in workers.items():
+            worker.stdin.write("rows " + json.dumps(per_round[name]) + "\n")
+            worker.stdin.flush()
+            for row in _reply(worker, name)["rows"]:
+                rows.append(dict(row, environment=name, env=ENVIRONMENTS[name], onednn=ready[name]["onednn"]))
+        return _with_speedups(rows)
+    finally:
+        for worker in workers.values():
+            if worker.poll() is None:
+                worker.stdin.close()
+                worker.wait(timeout=60)
+
+
+def _reply(worker, name):
+    for line in worker.stdout:
+        if line.startswith(_PROTOCOL):
+            return json.loads(line[len(_PROTOCOL):])
+    raise RuntimeError(f"the {name} benchmark worker ended without a reply (exit status {worker.wait()}); "
+                       "its error is above")
+
+
+def _worker(spec):
+    """The worker of `measure_environments`: prepares the steps, then answers ``round`` and ``rows`` lines."""
+    from contextnet_tf.environment import onednn_enabled
+
+    prepared = _Prepared(spec["model_name"], spec["crop"], spec["batch_size"], spec["warmup"], spec["policy"], None,
+                         spec["settings"])
+
+    def say(value):
+        print(_PROTOCOL + json.dumps(value), flush=True)
+
+    say(dict(onednn=onednn_enabled()))
+    for line in sys.stdin:
+        command, _, argument = line.strip().partition(" ")
+        if command == "round":
+            say(dict(round=prepared.round(spec["steps"])))
+        elif command == "rows":
+            say(dict(rows=prepared.rows(json.loads(argument))))
 
 
 def breakdown(model_name, crop, batch_size, steps=5, warmup=2, rounds=3, num_classes=None):
@@ -299,7 +408,9 @@ def profile(model_name, crop, batch_size, steps=5, warmup=3, setting="default", 
                 op, kind = name.rsplit(":", 1)
                 if kind.startswith("__inference"):
                     continue
-                category = next((c for c, match in PROFILE_CATEGORIES if match(op, kind)), "other")
+                # oneDNN's kernels are TensorFlow's op types with a prefix (_MklNativeConv2D, _MklSoftmax).
+                plain = kind.removeprefix("_MklNative").removeprefix("_Mkl")
+                category = next((c for c, match in PROFILE_CATEGORIES if match(op, plain)), "other")
                 key = (category, "gradient" if op.startswith("gradient_tape/") else "forward")
                 ms = event.duration_ps / 1e9 / steps
                 by_category[key] += ms
@@ -338,15 +449,20 @@ def breakdown_markdown(rows):
 
 
 def run(models, out_dir, crop=(256, 512), batch_size=4, steps=10, warmup=3, rounds=3, policy="float32", command="",
-        settings=("default",), with_breakdown=False, profile_settings=()):
-    """Measures every network under each setting, writes benchmark_train.json and benchmark_train.md to `out_dir`,
-    returns the dict."""
+        settings=("default",), with_breakdown=False, profile_settings=(), environments=()):
+    """Measures every network under each setting (and, with `environments`, in each process environment:
+    `measure_environments`), writes benchmark_train.json and benchmark_train.md to `out_dir`, returns the dict."""
     machine = environment()
     machine["load_average_before"] = machine.pop("load_average")
     rows = []
     for name in models:
-        rows += measure(name, crop, batch_size, steps, warmup, rounds, policy, settings=tuple(settings))
-    result = dict(command=command, machine=machine, settings=list(settings), results=rows)
+        if environments:
+            rows += measure_environments(name, crop, batch_size, list(environments), steps, warmup, rounds, policy,
+                                         settings=tuple(settings))
+        else:
+            rows += measure(name, crop, batch_size, steps, warmup, rounds, policy, settings=tuple(settings))
+    result = dict(command=command, machine=machine, settings=list(settings), environments=list(environments),
+                  results=rows)
     if with_breakdown:
         result["breakdown"] = []
         for name in models:
@@ -371,14 +487,15 @@ def markdown(result):
         f"Training step (forward, losses, backward, update) on {device}; "
         f"load average {machine['load_average_before'][0]:.2f} before, {machine['load_average_after'][0]:.2f} after.",
         "",
-        "| model | step setting | optimiser | aux heads | crop | batch | policy | images/s (median) | per round | "
-        "ms/step | vs first setting | first step (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | process | step setting | optimiser | aux heads | crop | batch | policy | images/s (median) | "
+        "per round | ms/step | vs first row | first step (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["results"]:
         rounds = ", ".join(f"{v:.1f}" for v in r["images_per_s"])
+        process = r.get("environment", "this one")
         lines.append(
-            f"| {r['model']} | {r.get('setting', 'default')} | {r['optimizer']} | {len(r['aux_heads'])} | "
+            f"| {r['model']} | {process} | {r.get('setting', 'default')} | {r['optimizer']} | {len(r['aux_heads'])} | "
             f"{r['crop'][0]}x{r['crop'][1]} | {r['batch_size']} | {r['policy']} | {r['median']:.1f} | {rounds} | "
             f"{r['ms_per_step']:.0f} | {r.get('speedup', 1.0):.2f}x | {r['first_step_s']:.1f} |"
         )
@@ -391,3 +508,7 @@ def markdown(result):
     if result["command"]:
         lines += ["", f"Command: `{result['command']}`"]
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    _worker(json.loads(sys.argv[1]))
