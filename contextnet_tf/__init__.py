@@ -9,13 +9,24 @@ The public API (each documented where it lives):
   input scale;
 * `evaluate(model, dataset, info)`: mIoU and per-class IoU from a confusion matrix;
 * `export(model, path, fmt)`: SavedModel, TFLite or ONNX that run the model as it was measured.
+
+Importing the package before TensorFlow turns on TensorFlow's oneDNN CPU kernels (``TF_ENABLE_ONEDNN_OPTS=1``)
+unless the variable is already set: TensorFlow enables them by default only on some CPUs, and on this project's
+2-core AMD EPYC they make a training step 1.2-1.35x faster (docs/training.md, "Training speed"). The variable is read
+when TensorFlow is imported, so a program that imports TensorFlow first keeps TensorFlow's default;
+`contextnet_tf.environment.onednn_enabled()` tells which one a process got, and every benchmark records it. Set
+``TF_ENABLE_ONEDNN_OPTS=0`` to keep TensorFlow's own kernels.
 """
 
-from contextnet_tf.deploy.export import export
-from contextnet_tf.deploy.folding import fold_batch_norm
-from contextnet_tf.evaluation.metrics import evaluate
-from contextnet_tf.evaluation.prediction import Predictor, predict_files
-from contextnet_tf.models import MODEL_NAMES, SegmentationModel, build_model, load_model
+import os
+
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # before anything imports TensorFlow; see the docstring
+
+from contextnet_tf.deploy.export import export  # noqa: E402
+from contextnet_tf.deploy.folding import fold_batch_norm  # noqa: E402
+from contextnet_tf.evaluation.metrics import evaluate  # noqa: E402
+from contextnet_tf.evaluation.prediction import Predictor, predict_files  # noqa: E402
+from contextnet_tf.models import MODEL_NAMES, SegmentationModel, build_model, load_model  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [

@@ -172,7 +172,7 @@ def _with_speedups(rows):
 # so each runs in its own worker process.
 ENVIRONMENTS = {
     # TensorFlow's CPU kernels through oneDNN, or its own (Eigen) kernels. TensorFlow's default depends on the CPU
-    # (off on this project's AMD EPYC machine); `contextnet_tf` leaves the variable as it finds it.
+    # (off on this project's AMD EPYC machine); importing `contextnet_tf` first sets it on unless it is set.
     "onednn_off": {"TF_ENABLE_ONEDNN_OPTS": "0"},
     "onednn_on": {"TF_ENABLE_ONEDNN_OPTS": "1"},
 }
