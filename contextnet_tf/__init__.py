@@ -12,7 +12,7 @@ The public API (each documented where it lives):
 
 Importing the package before TensorFlow turns on TensorFlow's oneDNN CPU kernels (``TF_ENABLE_ONEDNN_OPTS=1``)
 unless the variable is already set: TensorFlow enables them by default only on some CPUs, and on this project's
-2-core AMD EPYC they make a training step 1.2-1.35x faster (docs/training.md, "Training speed"). The variable is read
+2-core AMD EPYC they make a training step 1.3-1.6x faster (docs/training.md, "Training speed"). The variable is read
 when TensorFlow is imported, so a program that imports TensorFlow first keeps TensorFlow's default;
 `contextnet_tf.environment.onednn_enabled()` tells which one a process got, and every benchmark records it. Set
 ``TF_ENABLE_ONEDNN_OPTS=0`` to keep TensorFlow's own kernels.
