@@ -16,6 +16,11 @@ unless the variable is already set: TensorFlow enables them by default only on s
 when TensorFlow is imported, so a program that imports TensorFlow first keeps TensorFlow's default;
 `contextnet_tf.environment.onednn_enabled()` tells which one a process got, and every benchmark records it. Set
 ``TF_ENABLE_ONEDNN_OPTS=0`` to keep TensorFlow's own kernels.
+
+Where oneDNN is on, the package also turns off Grappler's "remapping" (the graph pass that fuses a convolution with
+its bias and activation): oneDNN's fused convolution with ReLU6 made the folded cn14 2.2x slower at 1024x2048 than
+TensorFlow's own kernels on this CPU, and without the pass both networks run faster than with either (docs/benchmarks.md,
+"oneDNN"). `environment()` records the pass's state (``tf_remapping``).
 """
 
 import os
@@ -27,6 +32,20 @@ from contextnet_tf.deploy.folding import fold_batch_norm  # noqa: E402
 from contextnet_tf.evaluation.metrics import evaluate  # noqa: E402
 from contextnet_tf.evaluation.prediction import Predictor, predict_files  # noqa: E402
 from contextnet_tf.models import MODEL_NAMES, SegmentationModel, build_model, load_model  # noqa: E402
+
+
+
+def _tune_tensorflow():
+    """Grappler's remapping off where TensorFlow runs oneDNN's kernels (see the module docstring)."""
+    from contextnet_tf.environment import onednn_enabled
+
+    if onednn_enabled():
+        import tensorflow as tf
+
+        tf.config.optimizer.set_experimental_options({"remapping": False})
+
+
+_tune_tensorflow()
 
 __version__ = "0.1.0"
 __all__ = [

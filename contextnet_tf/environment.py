@@ -20,7 +20,8 @@ def environment(threads=None):
         dict: ``backend``, ``platform``, ``cpu`` (model name), ``cpu_count``, ``threads``, ``python``, ``versions``
         ({package: version} of the installed `PACKAGES`), ``device`` (GPU name or ``CPU``), ``load_average`` (1, 5
         and 15 minutes, or None where the OS has none) and, under TensorFlow, its intra- and inter-op thread counts
-        and ``onednn`` (`onednn_enabled`).
+        and ``onednn`` (`onednn_enabled`) and ``tf_remapping`` (Grappler's conv + bias + activation fusion; the
+        package turns it off where oneDNN is on).
     """
     import keras
 
@@ -52,6 +53,7 @@ def environment(threads=None):
         info["tf_intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
         info["tf_inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
         info["onednn"] = onednn_enabled()
+        info["tf_remapping"] = tf.config.optimizer.get_experimental_options().get("remapping", True)
     return info
 
 
@@ -71,6 +73,8 @@ def describe(info):
     versions = info.get("versions", {})
     device = "" if info.get("device") in (None, "CPU") else f"{info['device']}, "
     onednn = {True: ", oneDNN on", False: ", oneDNN off"}.get(info.get("onednn"), "")
+    if info.get("onednn") and info.get("tf_remapping") is False:
+        onednn += " (remapping off)"
     return (f"{device}{info['cpu']} ({info['cpu_count']} cores), TensorFlow {versions.get('tensorflow')}, "
             f"Keras {versions.get('keras')}{onednn}")
 
