@@ -107,11 +107,7 @@ class _Prepared:
             raise ValueError(f"unknown step setting(s) {unknown}; choose from {', '.join(SETTINGS)}")
         self.model_name, self.crop, self.batch_size, self.policy = model_name, tuple(crop), batch_size, policy
         num_classes = num_classes or data.get_info(data.PAPERS_DATASET).num_classes
-        rng = np.random.default_rng(0)
-        self.batch = (
-            tf.constant(rng.uniform(0, 255, (batch_size, *crop, 3)).astype(np.float32)),
-            tf.constant(rng.integers(0, num_classes, (batch_size, *crop)).astype(np.int32)),
-        )
+        self.batch = _random_batch(batch_size, crop, num_classes)
         self.built = {}
         # Seeded once: a later `set_random_seed` changes TensorFlow's global seed, which makes every traced step
         # retrace.
@@ -159,6 +155,15 @@ class _Prepared:
                 ms_per_step=round(1000 * self.batch_size / median, 1),
             ))
         return results
+
+
+def _random_batch(batch_size, crop, num_classes):
+    """The benchmarks' fixed batch: uniform random images and labels (seed 0)."""
+    rng = np.random.default_rng(0)
+    return (
+        tf.constant(rng.uniform(0, 255, (batch_size, *crop, 3)).astype(np.float32)),
+        tf.constant(rng.integers(0, num_classes, (batch_size, *crop)).astype(np.int32)),
+    )
 
 
 def _with_speedups(rows):
@@ -265,9 +270,7 @@ def breakdown(model_name, crop, batch_size, steps=5, warmup=2, rounds=3, num_cla
     """
     settings = recipe(model_name)
     num_classes = num_classes or data.get_info(data.PAPERS_DATASET).num_classes
-    rng = np.random.default_rng(0)
-    images = tf.constant(rng.uniform(0, 255, (batch_size, *crop, 3)).astype(np.float32))
-    labels = tf.constant(rng.integers(0, num_classes, (batch_size, *crop)).astype(np.int32))
+    images, labels = _random_batch(batch_size, crop, num_classes)
     keras.utils.set_random_seed(0)
     strategy = tf.distribute.get_strategy()
 
@@ -372,16 +375,8 @@ def profile(model_name, crop, batch_size, steps=5, warmup=3, setting="default", 
 
     if setting not in SETTINGS:
         raise ValueError(f"unknown step setting {setting!r} to profile; choose from {', '.join(SETTINGS)}")
-    num_classes = num_classes or data.get_info(data.PAPERS_DATASET).num_classes
-    rng = np.random.default_rng(0)
-    batch = (
-        tf.constant(rng.uniform(0, 255, (batch_size, *crop, 3)).astype(np.float32)),
-        tf.constant(rng.integers(0, num_classes, (batch_size, *crop)).astype(np.int32)),
-    )
-    keras.utils.set_random_seed(0)
-    _, step = _build_step(model_name, crop, batch_size, "float32", num_classes, setting)
-    for _ in range(warmup):
-        float(step(batch)["loss"])
+    prepared = _Prepared(model_name, crop, batch_size, warmup, "float32", num_classes, (setting,))
+    step, batch = prepared.built[setting][1], prepared.batch
     log_dir = log_dir or tempfile.mkdtemp(prefix="step_profile_")
     tf.profiler.experimental.start(log_dir)
     start = time.perf_counter()
