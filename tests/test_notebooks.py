@@ -17,7 +17,9 @@ NOTEBOOKS = os.path.join(REPO, "notebooks")
 # Each trained network costs a model build, a traced train step, a validation and two saves (10-30 s on two busy
 # cores) whatever its steps, and each timed model, resolution and path a build and a trace or a TFLite conversion
 # (about 12 s). So the smoke versions train and time as few networks, resolutions and paths as still run every
-# cell's code, and the pruning schedule prunes the smallest network (the detail branch alone, 23 layers).
+# cell's code, and the pruning schedule prunes the smallest network (the detail branch alone, 23 layers) once, with
+# one seed (the single-seed paths: spread and verdicts n/a); fast_scnn_ablations runs two seeds (spread and verdicts
+# computed).
 COMMON = dict(DATASET="synthetic", DATA_ROOT=None, STEPS=2, BATCH_SIZE=2, CROP=(64, 128))
 SMOKE = {
     "model_zoo": dict(RESOLUTIONS=["64x128"]),
@@ -25,8 +27,9 @@ SMOKE = {
     "contextnet_branches": dict(COMMON, NUM_IMAGES=1),
     "fast_scnn_ablations": dict(COMMON, HOLDOUT_SEQUENCE=None, SEEDS=[0, 1], EVALS=2, FPS_RESOLUTIONS=["64x128"],
                                 FPS_FRAMES=2, NUM_IMAGES=1),
-    "pruning": dict(DATASET="synthetic", DATA_ROOT=None, MODEL="cn14-detail", WIDE_STEPS=2, FINETUNE_STEPS=1,
-                    FINETUNE_LR=0.001, BATCH_SIZE=2, CROP=(64, 128)),
+    "pruning": dict(DATASET="synthetic", DATA_ROOT=None, HOLDOUT_SEQUENCE=None, MODEL="cn14-detail", SEEDS=[0],
+                    WIDTHS=[1.25, 1.0], WIDE_STEPS=2, FINETUNE_STEPS=1, FINETUNE_LR=0.001, RECALIBRATE_BATCHES=1,
+                    EVALS=1, BATCH_SIZE=2, CROP=(64, 128)),
     "runtime": dict(MODELS=["fast_scnn"], RESOLUTIONS=["32x64"],
                     PATHS=["keras_unfolded", "keras_folded", "tflite"], FRAMES=2, BURN_IN=1),
 }
