@@ -17,14 +17,15 @@ NOTEBOOKS = os.path.join(REPO, "notebooks")
 # Each trained network costs a model build, a traced train step, a validation and two saves (10-30 s on two busy
 # cores) whatever its steps, and each timed model, resolution and path a build and a trace or a TFLite conversion
 # (about 12 s). So the smoke versions train and time as few networks, resolutions and paths as still run every
-# cell's code, and the pruning schedule prunes the smallest network (the detail branch alone, 23 layers) once, with
-# one seed (the single-seed paths: spread and verdicts n/a); fast_scnn_ablations runs two seeds (spread and verdicts
-# computed).
+# cell's code, and the pruning schedule prunes the smallest network (the detail branch alone, 23 layers) once. The
+# seeded studies run one seed (contextnet_resolution, pruning: the single-seed paths, spread and verdict n/a) or two
+# (contextnet_branches, fast_scnn_ablations: the spread and the verdicts computed).
 COMMON = dict(DATASET="synthetic", DATA_ROOT=None, STEPS=2, BATCH_SIZE=2, CROP=(64, 128))
 SMOKE = {
     "model_zoo": dict(RESOLUTIONS=["64x128"]),
-    "contextnet_resolution": dict(COMMON, MODELS=["cn14", "cn124"], FPS_RESOLUTION="64x128", FPS_FRAMES=2),
-    "contextnet_branches": dict(COMMON, NUM_IMAGES=1),
+    "contextnet_resolution": dict(COMMON, HOLDOUT_SEQUENCE=None, MODELS=["cn14", "cn124"], SEEDS=[0], EVALS=1,
+                                  FPS_RESOLUTION="64x128", FPS_FRAMES=2),
+    "contextnet_branches": dict(COMMON, HOLDOUT_SEQUENCE=None, SEEDS=[0, 1], EVALS=1, NUM_IMAGES=1),
     "fast_scnn_ablations": dict(COMMON, HOLDOUT_SEQUENCE=None, SEEDS=[0, 1], EVALS=2, FPS_RESOLUTIONS=["64x128"],
                                 FPS_FRAMES=2, NUM_IMAGES=1),
     "pruning": dict(DATASET="synthetic", DATA_ROOT=None, HOLDOUT_SEQUENCE=None, MODEL="cn14-detail", SEEDS=[0],
