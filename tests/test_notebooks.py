@@ -24,8 +24,8 @@ COMMON = dict(DATASET="synthetic", DATA_ROOT=None, STEPS=2, BATCH_SIZE=2, CROP=(
 SMOKE = {
     "model_zoo": dict(RESOLUTIONS=["64x128"]),
     "contextnet_resolution": dict(COMMON, HOLDOUT_SEQUENCE=None, MODELS=["cn14", "cn124"], SEEDS=[0], EVALS=1,
-                                  FPS_RESOLUTION="64x128", FPS_FRAMES=2),
-    "contextnet_branches": dict(COMMON, HOLDOUT_SEQUENCE=None, SEEDS=[0, 1], EVALS=1, NUM_IMAGES=1),
+                                  BUDGET_CHECK=1, FPS_RESOLUTION="64x128", FPS_FRAMES=2),
+    "contextnet_branches": dict(COMMON, HOLDOUT_SEQUENCE=None, SEEDS=[0, 1], EVALS=1, BUDGET_CHECK=1, NUM_IMAGES=1),
     "fast_scnn_ablations": dict(COMMON, HOLDOUT_SEQUENCE=None, SEEDS=[0, 1], EVALS=2, FPS_RESOLUTIONS=["64x128"],
                                 FPS_FRAMES=2, NUM_IMAGES=1),
     "pruning": dict(DATASET="synthetic", DATA_ROOT=None, HOLDOUT_SEQUENCE=None, MODEL="cn14-detail", SEEDS=[0],

@@ -85,6 +85,31 @@ def test_the_record_recomputes_its_verdicts_and_renders(tmp_path):
         seeded.results_record(runs)
 
 
+def test_budget_record_judges_each_arm_against_its_smaller_budget():
+    class Run:  # the fields of studies.StudyRun the record reads
+        def __init__(self, seed, score):
+            self.workdir, self.metrics, self.train_seconds = f"/runs/x_s{seed}", {"miou": score}, 60.0
+            self.config = {"seed": seed, "val_split": "sequence:0006R0"}
+
+    def arm(scores):
+        return [Run(s, v) for s, v in enumerate(scores)]
+
+    record = seeded.budget_record({
+        2000: {"cn14": arm([0.30, 0.31, 0.29]), "cn12": arm([0.40, 0.41, 0.39])},
+        1000: {"cn14": arm([0.29, 0.31, 0.30]), "cn12": arm([0.30, 0.31, 0.29]), "cn18": arm([0.2, 0.2, 0.2])}})
+    assert record["budgets"] == [1000, 2000] and record["split"] == "sequence:0006R0"
+    assert list(record["arms"]) == ["cn14 @ 1000", "cn12 @ 1000", "cn18 @ 1000", "cn14 @ 2000", "cn12 @ 2000"]
+    verdicts = {(c["baseline"], c["arm"]): (c["verdict"], round(c["difference"], 12)) for c in record["comparisons"]}
+    # cn12 gained 10 points with a spread of 1: still rising; cn14 gained nothing; cn18 has no second budget.
+    assert verdicts == {("cn14 @ 1000", "cn14 @ 2000"): ("inconclusive", 0.0),
+                        ("cn12 @ 1000", "cn12 @ 2000"): ("reproduced", 0.1)}
+    assert "| cn12 @ 2000 higher than cn12 @ 1000 | 10.00 | [8.37, 11.63] | reproduced |" in seeded.markdown(record)
+    with pytest.raises(ValueError, match="at least two distinct budgets"):
+        seeded.budget_record({1000: {"cn14": arm([0.3, 0.3])}})
+    with pytest.raises(ValueError, match="no arm was trained at every budget"):
+        seeded.budget_record({1000: {"cn14": arm([0.3])}, 2000: {"cn12": arm([0.3])}})
+
+
 def test_arms_of_a_varied_setting():
     make = lambda **kw: TrainConfig(model="cn14", dataset="synthetic", **kw)  # noqa: E731
     arms = seeded.arms_varying(make, "crop", [(64, 96), (32, 48)])

@@ -182,3 +182,28 @@ def test_class_iou_table_shows_each_network_and_group():
     assert "| pole | small | 10.0 | n/a |" in lines
     assert "| bicyclist | fine detail, rare | 50.0 | 50.0 |" in lines
     assert lines[-1] == "| **mIoU** |  | **25.0** | **50.0** |"
+
+
+def test_contextnet_recipe_is_the_notebooks_one_recipe_and_folder():
+    recipe = studies.ContextNetRecipe(dataset="camvid", data_dir="/data/camvid", runs_root="runs/notebooks",
+                                      holdout_sequence="0006R0", steps=2000, batch_size=8, crop=[192, 256],
+                                      class_weighting="none", evals=4)
+    # The folder name the committed notebooks' runs live in (cn14's runs are shared by the two notebooks).
+    assert recipe.study_dir == os.path.join("runs/notebooks", "contextnet_camvid_0006R0_s2000_b8_c192x256_none")
+    config = recipe.config("cn12")
+    expected = TrainConfig.from_preset("contextnet_paper", model="cn12", dataset="camvid", data_dir="/data/camvid",
+                                       holdout_sequence="0006R0", steps=2000, batch_size=8, crop=(192, 256),
+                                       class_weighting="none", eval_every=500, progress=False)
+    assert config == expected
+    assert (config.model, config.crop, config.eval_every, config.val_split) == ("cn12", (192, 256), 500, "sequence:0006R0")
+    assert config.train_split == "trainval-0006R0"
+    # Every setting that changes the result changes the folder; without a held-out sequence the folder says val.
+    others = [dataclasses.replace(recipe, **change) for change in (
+        dict(steps=1000), dict(batch_size=16), dict(crop=(256, 256)), dict(class_weighting="median_frequency"),
+        dict(holdout_sequence=None), dict(dataset="cityscapes"))]
+    folders = {recipe.study_dir} | {other.study_dir for other in others}
+    assert len(folders) == 7
+    assert others[4].study_dir.endswith("contextnet_camvid_val_s2000_b8_c192x256_none")
+    assert others[4].config("cn14").val_split == "val"
+    # At least one evaluation however few steps.
+    assert dataclasses.replace(recipe, steps=2, evals=4).config("cn14").eval_every == 1

@@ -283,3 +283,32 @@ def still_rising(curve):
         return None
     result = judge(curve["values"][-2], curve["values"][-1], "higher")
     return {**result, "steps": curve["steps"][-2:]}
+
+
+def budget_record(runs_by_budget, metric="miou", split=None):
+    """Whether each arm still gains from a larger budget: the same arms trained at several budgets, each a full
+    schedule (unlike the points of one run's curve, whose end the poly schedule bends upwards).
+
+    Args:
+        runs_by_budget: {steps: {arm: [StudyRun]}}, e.g. `run_arms` of one recipe at two values of its steps; at least
+            two budgets.
+        metric, split: as `results_record`.
+
+    Returns:
+        A `results_record` whose arms are ``"{arm} @ {steps}"`` and whose comparisons judge, for every arm trained at
+        every budget, each budget against the one before it with the claim "higher". *reproduced* says the arm was
+        still rising, so the smaller budget is short of a plateau; *inconclusive* or *contradicted* says the larger
+        budget bought nothing the seeds can tell apart, the rule's reading of "has stopped rising".
+    """
+    budgets = sorted(int(steps) for steps in runs_by_budget)
+    if len(budgets) < 2 or len(set(budgets)) != len(budgets):
+        raise ValueError(f"a budget check needs at least two distinct budgets, got {sorted(runs_by_budget)}")
+    runs = {f"{arm} @ {steps}": arm_runs for steps in budgets for arm, arm_runs in runs_by_budget[steps].items()}
+    common = [arm for arm in runs_by_budget[budgets[0]] if all(arm in runs_by_budget[b] for b in budgets)]
+    if not common:
+        raise ValueError("no arm was trained at every budget")
+    comparisons = [(f"{arm} @ {a}", f"{arm} @ {b}", "higher", None)
+                   for arm in common for a, b in zip(budgets, budgets[1:])]
+    record = results_record(runs, comparisons, metric, split)
+    record["budgets"] = budgets
+    return record

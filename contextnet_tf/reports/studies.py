@@ -11,6 +11,8 @@
 * `CLASS_GROUPS` / `group_iou`: ContextNet Table 5's small-size, fine-detail and rare class groups.
 * `class_iou_table`: Table 5's shape, per-class IoU of several networks with each class's group
   (`contextnet_tf.reports.tables.iou_table`).
+* `ContextNetRecipe`: the one training recipe (and run folder) of the two ContextNet notebooks, which share their
+  cn14 runs: one definition, so the two cannot drift apart.
 
 The papers' numbers the notebooks print beside ours are in `contextnet_tf.reports.references`.
 
@@ -207,6 +209,44 @@ def train_study_run(runs_root, tag, config, model_fn=None):
         seconds = training_wall_time(workdir)
     model = keras.saving.load_model(final, compile=False)
     return StudyRun(tag, workdir, model, metrics, seconds, dataclasses.asdict(config))
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextNetRecipe:
+    """The training recipe of `notebooks/contextnet_resolution.ipynb` and `notebooks/contextnet_branches.ipynb`.
+
+    Both notebooks train cn14 with the same recipe and reuse each other's cn14 runs, so the recipe and the folder it
+    trains in are defined here once. `config(model)` is the ContextNet preset with this recipe's data, split, budget,
+    crop and class weighting; `study_dir` names the folder after every setting that changes the result, so two recipes
+    never share a folder (and `train_study_run` refuses a run folder whose recorded config differs anyway).
+    """
+
+    dataset: str
+    data_dir: str
+    runs_root: str
+    holdout_sequence: str | None
+    steps: int
+    batch_size: int
+    crop: tuple
+    class_weighting: str
+    evals: int = 4
+
+    def config(self, model):
+        """The `TrainConfig` of one network of the study (the seed is set per run by `seeded.run_arms`)."""
+        from contextnet_tf.training import TrainConfig
+
+        return TrainConfig.from_preset(
+            "contextnet_paper", model=model, dataset=self.dataset, data_dir=self.data_dir,
+            holdout_sequence=self.holdout_sequence, steps=self.steps, batch_size=self.batch_size,
+            crop=tuple(self.crop), class_weighting=self.class_weighting,
+            eval_every=max(1, self.steps // self.evals), progress=False)
+
+    @property
+    def study_dir(self):
+        """``runs_root/contextnet_{dataset}_{holdout sequence or val}_s{steps}_b{batch}_c{H}x{W}_{class weighting}``."""
+        height, width = self.crop
+        return os.path.join(self.runs_root, f"contextnet_{self.dataset}_{self.holdout_sequence or 'val'}_s{self.steps}"
+                                            f"_b{self.batch_size}_c{height}x{width}_{self.class_weighting}")
 
 
 def prepare_data(dataset, data_root, runs_root, synthetic_size=(64, 128), num_train=24, num_val=4):
