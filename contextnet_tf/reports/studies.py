@@ -217,8 +217,9 @@ class ContextNetRecipe:
 
     Both notebooks train cn14 with the same recipe and reuse each other's cn14 runs, so the recipe and the folder it
     trains in are defined here once. `config(model)` is the ContextNet preset with this recipe's data, split, budget,
-    crop and class weighting; `study_dir` names the folder after every setting that changes the result, so two recipes
-    never share a folder (and `train_study_run` refuses a run folder whose recorded config differs anyway).
+    crop and class weighting; `study_dir` names the folder after those settings (dataset, held-out sequence, steps,
+    batch, crop, class weighting; not the data folder's path), and `train_study_run` refuses to reuse a run folder
+    whose recorded config differs in anything else.
     """
 
     dataset: str
