@@ -207,3 +207,31 @@ def test_contextnet_recipe_is_the_notebooks_one_recipe_and_folder():
     assert others[4].config("cn14").val_split == "val"
     # At least one evaluation however few steps.
     assert dataclasses.replace(recipe, steps=2, evals=4).config("cn14").eval_every == 1
+
+
+def test_study_recipe_gives_an_arm_its_overrides_and_leaves_unset_class_weighting_out():
+    recipe = studies.StudyRecipe(name="fast_scnn_ablations", preset="fast_scnn_paper", dataset="camvid",
+                                 data_dir="/data/camvid", runs_root="runs/notebooks", holdout_sequence="0006R0",
+                                 steps=2000, batch_size=8, crop=(192, 256), evals=4)
+    # The folder name fast_scnn_ablations.ipynb's runs live in (no class weighting in it: the preset's is used).
+    assert recipe.study_dir == os.path.join("runs/notebooks", "fast_scnn_ablations_camvid_0006R0_s2000_b8_c192x256")
+    config = recipe.config("fast_scnn", aux_weight=0.0)
+    expected = TrainConfig.from_preset("fast_scnn_paper", model="fast_scnn", dataset="camvid", data_dir="/data/camvid",
+                                       holdout_sequence="0006R0", steps=2000, batch_size=8, crop=(192, 256),
+                                       aux_weight=0.0, eval_every=500, progress=False)
+    assert config == expected
+    assert config.aux_weight == 0.0 and recipe.config("fast_scnn").aux_weight == 0.4
+    assert config.class_weighting == TrainConfig.from_preset("fast_scnn_paper").class_weighting
+    # An override wins over the recipe's own setting (the pruning notebook's stages evaluate only at the end).
+    assert recipe.config("fast_scnn", eval_every=0, steps=700).eval_every == 0
+    assert recipe.config("fast_scnn", eval_every=0, steps=700).steps == 700
+    # The ContextNet recipe is this recipe with the ContextNet preset and folder prefix.
+    contextnet = studies.ContextNetRecipe(dataset="camvid", data_dir="/data/camvid", runs_root="runs/notebooks",
+                                          holdout_sequence=None, steps=500, batch_size=8, crop=(192, 256),
+                                          class_weighting="none")
+    assert isinstance(contextnet, studies.StudyRecipe)
+    assert (contextnet.name, contextnet.preset, contextnet.evals) == ("contextnet", "contextnet_paper", 4)
+    assert contextnet.study_dir.endswith("contextnet_camvid_val_s500_b8_c192x256_none")
+    with pytest.raises(TypeError):
+        studies.ContextNetRecipe(dataset="camvid", data_dir="/d", runs_root="r", holdout_sequence=None, steps=5,
+                                 batch_size=1, crop=(8, 8))  # the ContextNet notebooks always name their weighting

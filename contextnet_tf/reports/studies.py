@@ -11,8 +11,9 @@
 * `CLASS_GROUPS` / `group_iou`: ContextNet Table 5's small-size, fine-detail and rare class groups.
 * `class_iou_table`: Table 5's shape, per-class IoU of several networks with each class's group
   (`contextnet_tf.reports.tables.iou_table`).
-* `ContextNetRecipe`: the one training recipe (and run folder) of the two ContextNet notebooks, which share their
-  cn14 runs: one definition, so the two cannot drift apart.
+* `StudyRecipe`: a study's training recipe (preset, data, split, budget, crop) and the run folder named after it;
+  `ContextNetRecipe` is the one recipe of the two ContextNet notebooks, which share their cn14 runs: one definition,
+  so the two cannot drift apart.
 
 The papers' numbers the notebooks print beside ours are in `contextnet_tf.reports.references`.
 
@@ -211,17 +212,19 @@ def train_study_run(runs_root, tag, config, model_fn=None):
     return StudyRun(tag, workdir, model, metrics, seconds, dataclasses.asdict(config))
 
 
-@dataclasses.dataclass(frozen=True)
-class ContextNetRecipe:
-    """The training recipe of `notebooks/contextnet_resolution.ipynb` and `notebooks/contextnet_branches.ipynb`.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StudyRecipe:
+    """The training recipe and run folder of one notebook study: a paper preset with the study's data, split, budget,
+    crop and (optionally) class weighting, the same for every arm and seed.
 
-    Both notebooks train cn14 with the same recipe and reuse each other's cn14 runs, so the recipe and the folder it
-    trains in are defined here once. `config(model)` is the ContextNet preset with this recipe's data, split, budget,
-    crop and class weighting; `study_dir` names the folder after those settings (dataset, held-out sequence, steps,
-    batch, crop, class weighting; not the data folder's path), and `train_study_run` refuses to reuse a run folder
-    whose recorded config differs in anything else.
+    `config(model, **overrides)` is `TrainConfig.from_preset(preset, ...)` with these settings (``overrides``: what
+    distinguishes an arm, e.g. ``aux_weight``); `study_dir` names the folder after the settings that are not an arm's
+    (name, dataset, held-out sequence, steps, batch, crop, and class weighting when set; not the data folder's path),
+    and `train_study_run` refuses to reuse a run folder whose recorded config differs in anything else.
     """
 
+    name: str                      # the folder's prefix, e.g. "fast_scnn_ablations"
+    preset: str                    # a `contextnet_tf.training.presets` name
     dataset: str
     data_dir: str
     runs_root: str
@@ -229,25 +232,43 @@ class ContextNetRecipe:
     steps: int
     batch_size: int
     crop: tuple
-    class_weighting: str
+    class_weighting: str | None = None   # None: the preset's, and the folder name does not carry it
     evals: int = 4
 
-    def config(self, model):
+    def config(self, model, **overrides):
         """The `TrainConfig` of one network of the study (the seed is set per run by `seeded.run_arms`)."""
         from contextnet_tf.training import TrainConfig
 
-        return TrainConfig.from_preset(
-            "contextnet_paper", model=model, dataset=self.dataset, data_dir=self.data_dir,
-            holdout_sequence=self.holdout_sequence, steps=self.steps, batch_size=self.batch_size,
-            crop=tuple(self.crop), class_weighting=self.class_weighting,
-            eval_every=max(1, self.steps // self.evals), progress=False)
+        settings = dict(dataset=self.dataset, data_dir=self.data_dir, holdout_sequence=self.holdout_sequence,
+                        steps=self.steps, batch_size=self.batch_size, crop=tuple(self.crop),
+                        eval_every=max(1, self.steps // self.evals), progress=False)
+        if self.class_weighting is not None:
+            settings["class_weighting"] = self.class_weighting
+        return TrainConfig.from_preset(self.preset, model=model, **{**settings, **overrides})
 
     @property
     def study_dir(self):
-        """``runs_root/contextnet_{dataset}_{holdout sequence or val}_s{steps}_b{batch}_c{H}x{W}_{class weighting}``."""
+        """``runs_root/{name}_{dataset}_{holdout sequence or val}_s{steps}_b{batch}_c{H}x{W}[_{class weighting}]``."""
         height, width = self.crop
-        return os.path.join(self.runs_root, f"contextnet_{self.dataset}_{self.holdout_sequence or 'val'}_s{self.steps}"
-                                            f"_b{self.batch_size}_c{height}x{width}_{self.class_weighting}")
+        folder = (f"{self.name}_{self.dataset}_{self.holdout_sequence or 'val'}_s{self.steps}_b{self.batch_size}"
+                  f"_c{height}x{width}")
+        if self.class_weighting is not None:
+            folder += f"_{self.class_weighting}"
+        return os.path.join(self.runs_root, folder)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ContextNetRecipe(StudyRecipe):
+    """The training recipe of `notebooks/contextnet_resolution.ipynb` and `notebooks/contextnet_branches.ipynb`.
+
+    Both notebooks train cn14 with the same recipe and reuse each other's cn14 runs, so the recipe and the folder it
+    trains in are defined here once: `StudyRecipe` with the ContextNet preset and the folder prefix ``contextnet``
+    (``runs_root/contextnet_{dataset}_{holdout sequence or val}_s{steps}_b{batch}_c{H}x{W}_{class weighting}``).
+    """
+
+    name: str = "contextnet"
+    preset: str = "contextnet_paper"
+    class_weighting: str = dataclasses.field()   # required: both notebooks name theirs (and the folder carries it)
 
 
 def prepare_data(dataset, data_root, runs_root, synthetic_size=(64, 128), num_train=24, num_val=4):
