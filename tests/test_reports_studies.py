@@ -222,7 +222,7 @@ def test_study_recipe_gives_an_arm_its_overrides_and_leaves_unset_class_weightin
     assert config == expected
     assert config.aux_weight == 0.0 and recipe.config("fast_scnn").aux_weight == 0.4
     assert config.class_weighting == TrainConfig.from_preset("fast_scnn_paper").class_weighting
-    # An override wins over the recipe's own setting (the pruning notebook's stages evaluate only at the end).
+    # An override wins over the recipe's own setting (e.g. a run that evaluates only at its end).
     assert recipe.config("fast_scnn", eval_every=0, steps=700).eval_every == 0
     assert recipe.config("fast_scnn", eval_every=0, steps=700).steps == 700
     # The ContextNet recipe is this recipe with the ContextNet preset and folder prefix.
