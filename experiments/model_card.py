@@ -2,6 +2,8 @@
 
     python experiments/model_card.py --run=runs/fast_scnn_camvid --name=fast_scnn_camvid --out_dir=pretrained \
         --data_dir=../shared/data/camvid --input_scale=2 --eval_flip --eval_scales=1.5,2,2.5
+    python experiments/model_card.py --run=runs/fs_trainval --selection_run=runs/fs_holdout \
+        --name=fast_scnn_camvid --eval_flip   # a model trained on every frame: the held-out run gives its number
 
 See `contextnet_tf.reports.model_card` for what is written.
 """
@@ -24,6 +26,10 @@ HARDWARE = flags.DEFINE_string("hardware", None, "Where the run trained (default
 INPUT_SCALE = flags.DEFINE_float("input_scale", None, "Record this input scale in the published model and evaluate "
                                   "there (default: the scale the model was trained with, its own input_scale).")
 NOTES = flags.DEFINE_string("notes", None, "Markdown file whose text is appended to the card.")
+SELECTION_RUN = flags.DEFINE_string(
+    "selection_run", None, "For a run trained on every frame (CamVid trainval): the run folder of the same recipe "
+    "trained with a held-out part (--holdout_sequence). Its weights, evaluated on the part it never saw, give the "
+    "card's accuracy and are published beside the model as NAME_selection.keras; --split is not used then.")
 
 
 def main(argv):
@@ -36,6 +42,7 @@ def main(argv):
         RUN.value, NAME.value, OUT_DIR.value, data_dir=DATA_DIR.value, checkpoint=CHECKPOINT.value,
         flip=EVAL_FLIP.value, scales=EVAL_SCALES.value, split=SPLIT.value,
         hardware=HARDWARE.value, notes=notes, input_scale=INPUT_SCALE.value,
+        selection_run=SELECTION_RUN.value,
     )
 
 

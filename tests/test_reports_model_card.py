@@ -194,3 +194,48 @@ def test_card_of_a_run_resumed_with_changes_shows_each_change_and_says_the_comma
     assert "--steps=4" in start and "--allow_changes" not in start and "--lr" not in start
     assert resume.startswith("# resumed after step 4\npython experiments/train.py")
     assert "--steps=6" in resume and "--lr=0.01" in resume and "--allow_changes" in resume
+
+
+def test_publish_with_a_selection_run_reports_the_held_out_number_and_publishes_the_evaluated_weights(
+        finished_run, tmp_path):
+    """A model trained on every frame (train+val here) gets its card's accuracy from its selection run (the same
+    recipe without the held-out part): that run's weights, evaluated on its own validation split, published beside
+    the model so the number can be re-checked; a final run with another recipe is refused, naming the difference."""
+    import dataclasses
+
+    selection, _ = finished_run
+    final = dataclasses.replace(selection, workdir=str(tmp_path / "all"), train_split="train+val", eval_every=-1)
+    train(final)
+    out = str(tmp_path / "pretrained")
+    result = model_card.publish(final.workdir, "tiny", out, flip=True, selection_run=selection.workdir,
+                                log=lambda *_: None)
+    assert sorted(os.listdir(out)) == ["tiny.json", "tiny.keras", "tiny.md", "tiny_curve.png",
+                                       "tiny_selection.keras"]
+    assert result["split"] == "val"
+    info = data.get_info("synthetic")
+    batches = data.make_dataset("synthetic", selection.data_dir, "val", training=False, batch_size=1)
+    held_out = evaluation.evaluate(load_model(os.path.join(out, "tiny_selection.keras")), batches, info)
+    assert held_out["confusion_matrix"] == result["plain"]["confusion_matrix"]
+    image = np.random.default_rng(0).uniform(0, 255, (1, 64, 128, 3)).astype(np.float32)
+    published = load_model(os.path.join(out, "tiny.keras"))
+    trained = load_model(os.path.join(final.workdir, "final.keras"))
+    np.testing.assert_array_equal(published(image).numpy(), trained(image).numpy())  # the final run's weights
+    assert not np.array_equal(published(image).numpy(),
+                              load_model(os.path.join(out, "tiny_selection.keras"))(image).numpy())
+    with open(os.path.join(out, "tiny.json")) as f:
+        stored = json.load(f)
+    assert stored["split"] == "val" and stored["evaluated_model"] == "tiny_selection.keras"
+    card = open(os.path.join(out, "tiny.md")).read()
+    assert f"| held-out mIoU (selection run, `val`) | **{100 * result['plain']['miou']:.1f}%** (single scale)" in card
+    assert "`train+val` (10 images)" in card and "`train` (8 images)" in card
+    assert "measures memory, not accuracy" in card
+    assert "--train_split=train+val" in card  # the published weights' command ...
+    assert "## Selection run" in card and f"--model={out}/tiny_selection.keras" in card  # ... and the number's
+    other = dataclasses.replace(final, workdir=str(tmp_path / "other"), lr=0.01)
+    os.makedirs(other.workdir)
+    with open(os.path.join(other.workdir, "config.json"), "w") as f:
+        f.write(other.to_json())
+    with pytest.raises(ValueError, match=r"lr: 0.045 \(selection\) vs 0.01"):
+        model_card.publish(other.workdir, "x", str(tmp_path / "x"), selection_run=selection.workdir)
+    with pytest.raises(ValueError, match="holds nothing out"):
+        model_card.publish(selection.workdir, "x", str(tmp_path / "x"), selection_run=selection.workdir)

@@ -114,8 +114,32 @@ def _extras(config):
     return "".join(f"; {part}" for part in parts)
 
 
+# Settings a selection run may have apart from the run it chose the recipe for: where the runs live, which frames
+# they train and validate on, and bookkeeping that leaves the weights as they are. Every other field is the recipe
+# and must be equal (`recipe_differences`).
+SELECTION_FREE_FIELDS = ("workdir", "data_dir", "train_split", "val_split", "holdout_sequence", "eval_every",
+                         "eval_batch_size", "eval_max_images", "eval_flip", "eval_scales", "checkpoint_every",
+                         "keep_checkpoints", "log_every", "num_prediction_images", "progress", "stop_at_step",
+                         "allow_changes", "cache")
+
+
+def recipe_differences(selection, final):
+    """``{field: (selection value, final value)}`` for the recipe settings (every `TrainConfig` field outside
+    `SELECTION_FREE_FIELDS`) in which two runs differ: empty when `final` trains the recipe `selection` measured."""
+    first, second = json.loads(selection.to_json()), json.loads(final.to_json())
+    return {name: (first[name], second[name]) for name in first
+            if name not in SELECTION_FREE_FIELDS and first[name] != second[name]}
+
+
+def _load_run_model(run_dir, checkpoint):
+    model_path = os.path.join(run_dir, f"{checkpoint}.keras")
+    if not os.path.exists(model_path):
+        raise FileNotFoundError(f"{model_path} does not exist: has the run in {run_dir} finished?")
+    return model_path, load_model(model_path)
+
+
 def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=False, scales=None, split="val",
-            hardware=None, notes=None, input_scale=None, log=print):
+            hardware=None, notes=None, input_scale=None, selection_run=None, log=print):
     """Evaluates a run's model and writes ``{name}.keras``, ``.md``, ``.json`` and ``_curve.png`` to `out_dir`.
 
     Args:
@@ -126,7 +150,7 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
         checkpoint: ``final`` (the end of the schedule) or ``best`` (best val mIoU seen during training).
         flip, scales: test-time augmentation of the second evaluation (default scales: `input_scale` alone; no
             flip and no other scales: only the plain evaluation).
-        split: the split to evaluate.
+        split: the split to evaluate (without `selection_run`).
         hardware: a line describing where the run trained (default: this machine's CPU).
         notes: extra markdown for the card (what was tried, limits).
         input_scale: None (the default) keeps the model's own `input_scale` (what it was trained with,
@@ -134,9 +158,15 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
             trained on upscaled crops before models carried their scale). The single-scale evaluation runs there:
             images resized by this factor, logits back to the label size; evaluate.py, predict.py and the exports
             read it from the published file.
+        selection_run: for a model trained on every frame there is (CamVid ``trainval``), the run folder of the
+            same recipe trained without a held-out part (``--holdout_sequence``): its weights are evaluated on its
+            own validation split, the part it never saw, and published beside the model as
+            ``{name}_selection.keras`` so the card's number can be re-checked; the card's accuracy is that number,
+            said so. The two runs must share their recipe (`recipe_differences`), or a ValueError names the
+            differences. `split` is not used then.
 
     Returns:
-        dict with ``plain`` and (if any augmentation) ``tta`` metrics and the written paths.
+        dict with ``plain`` and (if any augmentation) ``tta`` metrics, the evaluated ``split`` and the written paths.
     """
     if checkpoint not in ("final", "best"):
         raise ValueError(f"checkpoint must be 'final' or 'best', got {checkpoint!r}")
@@ -145,22 +175,38 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
     config = read_config(run_dir)  # the settings the run started with
     records = read_config_changes(run_dir)
     final = config_after(config, records)  # the settings in force at the end (config itself without changes)
-    model_path = os.path.join(run_dir, f"{checkpoint}.keras")
-    if not os.path.exists(model_path):
-        raise FileNotFoundError(f"{model_path} does not exist: has the run in {run_dir} finished?")
+    selection = read_config(selection_run) if selection_run else None
+    if selection:
+        if read_config_changes(selection_run):
+            raise ValueError(f"selection run {selection_run} was resumed with changed settings: its recipe is not "
+                             "one command")
+        differences = recipe_differences(selection, final)
+        if differences:
+            listed = ", ".join(f"{key}: {a!r} (selection) vs {b!r}" for key, (a, b) in sorted(differences.items()))
+            raise ValueError(f"{run_dir} does not train the recipe its selection run {selection_run} measured: "
+                             f"{listed}")
+        if selection.train_split == config.train_split:
+            raise ValueError(f"selection run {selection_run} trained on the same split as {run_dir} "
+                             f"({config.train_split!r}): it holds nothing out")
+    model_path, model = _load_run_model(run_dir, checkpoint)
     data_dir = data_dir or config.data_dir
-    model = load_model(model_path)
     if input_scale is not None and float(input_scale) != model.input_scale:
         model = model.rebuild(input_scale=float(input_scale))
     input_scale = model.input_scale
+    evaluated, evaluated_path = model, model_path
+    if selection:
+        split = selection.val_split
+        evaluated_path, evaluated = _load_run_model(selection_run, checkpoint)
+        if evaluated.input_scale != input_scale:
+            evaluated = evaluated.rebuild(input_scale=input_scale)
     scales = (input_scale,) if not scales else tuple(float(s) for s in scales)
     info = data.get_info(config.dataset)
 
     def run_eval(**kwargs):
         batches = data.make_dataset(config.dataset, data_dir, split, training=False, batch_size=1)
-        return evaluation.evaluate(model, batches, info, **kwargs)
+        return evaluation.evaluate(evaluated, batches, info, **kwargs)
 
-    log(f"evaluating {model_path} on {config.dataset} {split} ...")
+    log(f"evaluating {evaluated_path} on {config.dataset} {split} ...")
     plain = run_eval(scales=(input_scale,))
     other_scales = scales != (input_scale,)
     scales_text = ",".join(f"{s:g}" for s in scales)
@@ -169,10 +215,21 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
     os.makedirs(out_dir, exist_ok=True)
     keras_path = os.path.join(out_dir, f"{name}.keras")
     model.save(keras_path)
+    paths = [keras_path]
+    evaluated_file = keras_path
+    if selection:
+        evaluated_file = os.path.join(out_dir, f"{name}_selection.keras")
+        evaluated.save(evaluated_file)
+        paths.append(evaluated_file)
     metrics_path = os.path.join(out_dir, f"{name}.json")
-    evaluation.write_json({"plain": plain, **({"tta": tta, "tta_setting": tta_label} if tta else {})}, metrics_path)
+    evaluation.write_json({"split": split, "evaluated_model": os.path.basename(evaluated_file), "plain": plain,
+                           **({"tta": tta, "tta_setting": tta_label} if tta else {})}, metrics_path)
     curve_path = os.path.join(out_dir, f"{name}_curve.png")
-    plot_training_curve(os.path.join(run_dir, "metrics.jsonl"), curve_path, plain["miou"], final.steps)
+    val_label = "held-out (selection run)" if selection else "val"
+    plot_training_curve(os.path.join(run_dir, "metrics.jsonl"), curve_path, plain["miou"],
+                        (selection or final).steps,
+                        val_metrics_path=os.path.join(selection_run, "metrics.jsonl") if selection else None,
+                        val_label=val_label)
 
     seconds = training_wall_time(run_dir)
     num_train = len(data.list_examples(config.dataset, config.data_dir, config.train_split))
@@ -182,7 +239,7 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
     else:
         final_steps = final.total_steps(num_train)  # the steps the weights were trained for
     hardware = hardware or describe(environment())
-    eval_command = (f"python experiments/evaluate.py --model={keras_path} --dataset={config.dataset} "
+    eval_command = (f"python experiments/evaluate.py --model={evaluated_file} --dataset={config.dataset} "
                     f"--data_dir={data_dir} --split={split}")
     eval_tta = eval_command + (" --flip" if flip else "") + (f" --scales={scales_text}" if other_scales else "")
     single = "single scale" if input_scale == 1.0 else f"single scale, input resized x{input_scale:g}"
@@ -197,23 +254,53 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
     command_note = ("The run was started with this command and **resumed with changed settings** "
                     "(`--allow_changes`, see *Settings changed during the run* below): this command alone does not "
                     "reproduce these weights.\n\n") if records else ""
+    tta_text = f" / **{100 * tta['miou']:.1f}%** ({tta_label})" if tta else ""
+    miou_text = f"**{100 * plain['miou']:.1f}%** ({single}){tta_text}"
+    if selection:
+        seconds_selection = training_wall_time(selection_run)
+        num_selection = len(data.list_examples(selection.dataset, selection.data_dir, selection.train_split))
+        summary = (f"`{config.model}` ({count_trainable_params(model):,} parameters) {origin} on {config.dataset} "
+                   f"`{config.train_split}` ({num_train} images). Its accuracy is measured on frames it never saw "
+                   f"by its **selection run**: the same recipe trained on `{selection.train_split}` "
+                   f"({num_selection} images) and evaluated on `{split}`, which that run never trained on "
+                   f"(`{os.path.basename(evaluated_file)}`, published beside it so the number can be re-checked). "
+                   f"Frames of `{config.train_split}` are training data of this model: an evaluation on them (val "
+                   "included) measures memory, not accuracy.")
+        accuracy_rows = (f"| held-out mIoU (selection run, `{split}`) | {miou_text} |\n"
+                         f"| held-out pixel accuracy | {100 * plain['pixel_accuracy']:.1f}% |")
+        wall = (f"{'unknown' if seconds is None else f'{seconds / 60:.0f} minutes'} (this model); "
+                f"{'unknown' if seconds_selection is None else f'{seconds_selection / 60:.0f} minutes'} "
+                f"(selection run); on {hardware}")
+        selection_section = f"""## Selection run (the held-out number)
+
+The same recipe on `{selection.train_split}`, validated on `{split}`:
+
+```bash
+{train_command(selection)}
+```
+"""
+    else:
+        summary = (f"`{config.model}` ({count_trainable_params(model):,} parameters) {origin} on {config.dataset}\n"
+                   f"`{config.train_split}` ({num_train} images), evaluated on `{split}`.")
+        accuracy_rows = (f"| {split} mIoU | {miou_text} |\n"
+                         f"| pixel accuracy | {100 * plain['pixel_accuracy']:.1f}% |")
+        wall = f"{'unknown' if seconds is None else f'{seconds / 60:.0f} minutes'} on {hardware}"
+        selection_section = ""
     card = f"""# {name}
 
-`{config.model}` ({count_trainable_params(model):,} parameters) {origin} on {config.dataset}
-`{config.train_split}` ({num_train} images), evaluated on `{split}`.
+{summary}
 
 | | |
 |---|---|
-| {split} mIoU | **{100 * plain['miou']:.1f}%** ({single}){f" / **{100 * tta['miou']:.1f}%** ({tta_label})" if tta else ""} |
-| pixel accuracy | {100 * plain['pixel_accuracy']:.1f}% |
+{accuracy_rows}
 | input | float32 RGB in [0, 255], any size{size_note} |
 | output | logits, {info.num_classes} classes: {", ".join(info.class_names)} |
 | weights | `{checkpoint}.keras` of the run (step {final_steps}) |
 | training | {steps} steps ({steps * config.batch_size / num_train:.0f} epochs) of batch {config.batch_size}, \
-crops {config.crop[0]}x{config.crop[1]}, random scale {config.scale_range[0]:g}-{config.scale_range[1]:g}, flips and \
-colour jitter; {config.optimizer} lr {config.lr:g} poly {config.lr_power:g}, momentum {config.momentum:g}, \
-L2 {config.weight_decay:g}, auxiliary losses {config.aux_weight:g}{_extras(config)}{changed_note} |
-| wall time | {"unknown" if seconds is None else f"{seconds / 60:.0f} minutes"} on {hardware} |
+crops {config.crop[0]}x{config.crop[1]}, random scale {config.scale_range[0]:g}-{config.scale_range[1]:g}, \
+`{config.augment}` augmentation; {config.optimizer} lr {config.lr:g} poly {config.lr_power:g}, momentum \
+{config.momentum:g}, L2 {config.weight_decay:g}, auxiliary losses {config.aux_weight:g}{_extras(config)}{changed_note} |
+| wall time | {wall} |
 
 ## Training command
 
@@ -222,6 +309,7 @@ L2 {config.weight_decay:g}, auxiliary losses {config.aux_weight:g}{_extras(confi
 ```
 
 {changes_section(config, records)}
+{selection_section}
 ![training curve]({os.path.basename(curve_path)})
 
 ## Evaluation
@@ -245,5 +333,6 @@ python experiments/export.py --model={keras_path} --format=saved_model --output=
     card_path = os.path.join(out_dir, f"{name}.md")
     with open(card_path, "w") as f:
         f.write(card)
-    log(f"wrote {keras_path}, {card_path}, {metrics_path}, {curve_path}")
-    return {"plain": plain, "tta": tta, "paths": [keras_path, card_path, metrics_path, curve_path]}
+    paths += [card_path, metrics_path, curve_path]
+    log(f"wrote {', '.join(paths)}")
+    return {"plain": plain, "tta": tta, "split": split, "paths": paths}

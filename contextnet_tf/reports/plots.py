@@ -29,10 +29,17 @@ def read_metrics(path):
     return sorted(train_records, key=lambda r: r["step"]), sorted(val_records, key=lambda r: r["step"])
 
 
-def plot_training_curve(metrics_path, out_path, final_miou=None, final_step=None):
-    """training_curve.png: train loss (total and cross-entropy) and val mIoU against the step."""
+def plot_training_curve(metrics_path, out_path, final_miou=None, final_step=None, val_metrics_path=None,
+                        val_label="val"):
+    """training_curve.png: train loss (total and cross-entropy) and val mIoU against the step.
+
+    `val_metrics_path` takes the mIoU curve from another run's ``metrics.jsonl`` (a published model trained on every
+    frame has no validation of its own: its card shows its selection run's held-out curve), named `val_label`.
+    """
     plt = _pyplot()
     train_records, val_records = read_metrics(metrics_path)
+    if val_metrics_path:
+        val_records = read_metrics(val_metrics_path)[1]
     figure, (loss_axis, miou_axis) = plt.subplots(1, 2, figsize=(11, 4))
     steps = [r["step"] for r in train_records]
     loss_axis.plot(steps, [r.get("loss") for r in train_records], label="total loss (with aux and L2)")
@@ -43,10 +50,10 @@ def plot_training_curve(metrics_path, out_path, final_miou=None, final_step=None
     loss_axis.legend()
     val_steps = [r["step"] for r in val_records if r.get("miou") is not None]
     val_miou = [100 * r["miou"] for r in val_records if r.get("miou") is not None]
-    miou_axis.plot(val_steps, val_miou, "o-", label="val mIoU during training")
+    miou_axis.plot(val_steps, val_miou, "o-", label=f"{val_label} mIoU during training")
     if final_miou is not None and final_step is not None:
         miou_axis.plot([final_step], [100 * final_miou], "r*", markersize=12, label="final evaluation")
-    miou_axis.set(xlabel="step", ylabel="mIoU (%)", title="Validation mIoU")
+    miou_axis.set(xlabel="step", ylabel="mIoU (%)", title=f"{val_label} mIoU")
     miou_axis.set_ylim(bottom=0)
     miou_axis.grid(alpha=0.3)
     miou_axis.legend()
