@@ -30,7 +30,7 @@ from contextnet_tf.evaluation import metrics as evaluation
 from contextnet_tf.models import load_model
 from contextnet_tf.models.profiling import count_trainable_params
 from contextnet_tf.environment import describe, environment
-from contextnet_tf.training.run_dir import training_wall_time
+from contextnet_tf.training.run_dir import RESULT_FIELDS, training_wall_time
 from contextnet_tf.reports.plots import plot_training_curve
 from contextnet_tf.reports.tables import iou_table
 from contextnet_tf.training import TrainConfig
@@ -114,21 +114,23 @@ def _extras(config):
     return "".join(f"; {part}" for part in parts)
 
 
-# Settings a selection run may have apart from the run it chose the recipe for: where the runs live, which frames
-# they train and validate on, and bookkeeping that leaves the weights as they are. Every other field is the recipe
-# and must be equal (`recipe_differences`).
-SELECTION_FREE_FIELDS = ("workdir", "data_dir", "train_split", "val_split", "holdout_sequence", "eval_every",
-                         "eval_batch_size", "eval_max_images", "eval_flip", "eval_scales", "checkpoint_every",
-                         "keep_checkpoints", "log_every", "num_prediction_images", "progress", "stop_at_step",
-                         "allow_changes", "cache")
+# The recipe a selection run and the run it chose for must share: every setting that changes what a run trains
+# (`run_dir.RESULT_FIELDS`) except which frames it trains and validates on and how validation runs, plus the
+# execution settings a resumed run may change but two separate runs must not (distribution strategy, op determinism).
+SELECTION_SPLIT_FIELDS = ("train_split", "val_split", "holdout_sequence", "eval_flip", "eval_scales", "eval_max_images")
+RECIPE_FIELDS = tuple(name for name in RESULT_FIELDS if name not in SELECTION_SPLIT_FIELDS) + (
+    "strategy", "deterministic_ops")
 
 
 def recipe_differences(selection, final):
-    """``{field: (selection value, final value)}`` for the recipe settings (every `TrainConfig` field outside
-    `SELECTION_FREE_FIELDS`) in which two runs differ: empty when `final` trains the recipe `selection` measured."""
+    """``{field: (selection value, final value)}`` for the `RECIPE_FIELDS` in which two runs differ: empty when
+    `final` trains the recipe `selection` measured."""
     first, second = json.loads(selection.to_json()), json.loads(final.to_json())
-    return {name: (first[name], second[name]) for name in first
-            if name not in SELECTION_FREE_FIELDS and first[name] != second[name]}
+    return {name: (first[name], second[name]) for name in RECIPE_FIELDS if first[name] != second[name]}
+
+
+def _minutes(seconds):
+    return "unknown" if seconds is None else f"{seconds / 60:.0f} minutes"
 
 
 def _load_run_model(run_dir, checkpoint):
@@ -256,11 +258,11 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
                     "reproduce these weights.\n\n") if records else ""
     tta_text = f" / **{100 * tta['miou']:.1f}%** ({tta_label})" if tta else ""
     miou_text = f"**{100 * plain['miou']:.1f}%** ({single}){tta_text}"
+    trained = (f"`{config.model}` ({count_trainable_params(model):,} parameters) {origin} on {config.dataset} "
+               f"`{config.train_split}` ({num_train} images)")
     if selection:
-        seconds_selection = training_wall_time(selection_run)
         num_selection = len(data.list_examples(selection.dataset, selection.data_dir, selection.train_split))
-        summary = (f"`{config.model}` ({count_trainable_params(model):,} parameters) {origin} on {config.dataset} "
-                   f"`{config.train_split}` ({num_train} images). Its accuracy is measured on frames it never saw "
+        summary = (f"{trained}. Its accuracy is measured on frames it never saw "
                    f"by its **selection run**: the same recipe trained on `{selection.train_split}` "
                    f"({num_selection} images) and evaluated on `{split}`, which that run never trained on "
                    f"(`{os.path.basename(evaluated_file)}`, published beside it so the number can be re-checked). "
@@ -268,9 +270,8 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
                    "included) measures memory, not accuracy.")
         accuracy_rows = (f"| held-out mIoU (selection run, `{split}`) | {miou_text} |\n"
                          f"| held-out pixel accuracy | {100 * plain['pixel_accuracy']:.1f}% |")
-        wall = (f"{'unknown' if seconds is None else f'{seconds / 60:.0f} minutes'} (this model); "
-                f"{'unknown' if seconds_selection is None else f'{seconds_selection / 60:.0f} minutes'} "
-                f"(selection run); on {hardware}")
+        wall = (f"{_minutes(seconds)} (this model); {_minutes(training_wall_time(selection_run))} (selection run); "
+                f"on {hardware}")
         selection_section = f"""## Selection run (the held-out number)
 
 The same recipe on `{selection.train_split}`, validated on `{split}`:
@@ -280,11 +281,10 @@ The same recipe on `{selection.train_split}`, validated on `{split}`:
 ```
 """
     else:
-        summary = (f"`{config.model}` ({count_trainable_params(model):,} parameters) {origin} on {config.dataset}\n"
-                   f"`{config.train_split}` ({num_train} images), evaluated on `{split}`.")
+        summary = f"{trained}, evaluated on `{split}`."
         accuracy_rows = (f"| {split} mIoU | {miou_text} |\n"
                          f"| pixel accuracy | {100 * plain['pixel_accuracy']:.1f}% |")
-        wall = f"{'unknown' if seconds is None else f'{seconds / 60:.0f} minutes'} on {hardware}"
+        wall = f"{_minutes(seconds)} on {hardware}"
         selection_section = ""
     card = f"""# {name}
 
