@@ -13,6 +13,7 @@ resolutions with --max_seconds=120 (which cuts XLA, about 1.7 s a frame at 1024x
 import json
 import logging
 import os
+import shlex
 import sys
 
 from absl import app, flags
@@ -70,6 +71,7 @@ def main(argv):
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"benchmark.py: error: {error}")
     report["model"] = MODEL.value
+    report["command"] = shlex.join(["python", "experiments/benchmark.py", *sys.argv[1:]])
     with open(OUTPUT.value, "w") as f:
         json.dump(report, f, indent=2)
     table = speed.markdown_table(report)

@@ -31,6 +31,10 @@ SELECTION_RUN = flags.DEFINE_string(
     "trained with a held-out part (--holdout_sequence). Its weights, evaluated on the part it never saw, give the "
     "card's accuracy and are published beside the model as NAME_selection.keras; --split is not used then.")
 
+SPEED_JSON = flags.DEFINE_string(
+    "speed_json", None, "JSON report of experiments/benchmark.py timing this network (e.g. --model=RUN/final.keras "
+    "--resolutions=360x480 --paths=keras_folded): its rows become the card's Speed section.")
+
 
 def main(argv):
     del argv
@@ -42,7 +46,7 @@ def main(argv):
         RUN.value, NAME.value, OUT_DIR.value, data_dir=DATA_DIR.value, checkpoint=CHECKPOINT.value,
         flip=EVAL_FLIP.value, scales=EVAL_SCALES.value, split=SPLIT.value,
         hardware=HARDWARE.value, notes=notes, input_scale=INPUT_SCALE.value,
-        selection_run=SELECTION_RUN.value,
+        selection_run=SELECTION_RUN.value, speed_report=SPEED_JSON.value,
     )
 
 

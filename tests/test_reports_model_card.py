@@ -239,3 +239,81 @@ def test_publish_with_a_selection_run_reports_the_held_out_number_and_publishes_
         model_card.publish(other.workdir, "x", str(tmp_path / "x"), selection_run=selection.workdir)
     with pytest.raises(ValueError, match="holds nothing out"):
         model_card.publish(selection.workdir, "x", str(tmp_path / "x"), selection_run=selection.workdir)
+
+
+def _write_config(config):
+    os.makedirs(config.workdir, exist_ok=True)
+    with open(os.path.join(config.workdir, "config.json"), "w") as f:
+        f.write(config.to_json())
+
+
+def test_a_staged_run_is_checked_stage_by_stage_against_its_staged_selection_run(finished_run, tmp_path):
+    """A run that continues another (--init_from its final.keras) is published with every stage's command and the
+    whole schedule's wall time; its selection run must be staged the same way, stage by stage the same recipe, and
+    no stage of it may have trained on the frames it is measured on."""
+    import dataclasses
+
+    selection, _ = finished_run
+    sel2 = dataclasses.replace(selection, workdir=str(tmp_path / "sel2"), seed=1,
+                               init_from=os.path.join(selection.workdir, "final.keras"))
+    final1 = dataclasses.replace(selection, workdir=str(tmp_path / "final1"), train_split="train+val", eval_every=-1)
+    final2 = dataclasses.replace(final1, workdir=str(tmp_path / "final2"), seed=1,
+                                 init_from=os.path.join(final1.workdir, "final.keras"))
+    for config in (sel2, final1, final2):
+        train(config)
+    assert [folder for folder, _ in model_card.stages(final2.workdir)] == [final1.workdir, final2.workdir]
+    assert model_card.stage_differences(sel2.workdir, final2.workdir) == {}
+    out = str(tmp_path / "pretrained")
+    result = model_card.publish(final2.workdir, "tiny", out, selection_run=sel2.workdir, log=lambda *_: None)
+    batches = data.make_dataset("synthetic", selection.data_dir, "val", training=False, batch_size=1)
+    held_out = evaluation.evaluate(load_model(os.path.join(sel2.workdir, "final.keras")), batches,
+                                   data.get_info("synthetic"))
+    assert held_out["confusion_matrix"] == result["plain"]["confusion_matrix"]  # the last selection stage's weights
+    card = open(os.path.join(out, "tiny.md")).read()
+    assert "in 2 stages" in card and "8 steps in all" in card and "step 4 of stage 2, the last" in card
+    assert card.count("# stage 1 of 2") == 2 and card.count("# stage 2 of 2") == 2  # model and selection run
+    assert f"--workdir={final1.workdir}" in card and f"--init_from={final1.workdir}/final.keras" in card
+    assert f"--workdir={selection.workdir}" in card and f"--init_from={selection.workdir}/final.keras" in card
+
+    other1 = dataclasses.replace(final1, workdir=str(tmp_path / "other1"), lr=0.01)
+    other2 = dataclasses.replace(final2, workdir=str(tmp_path / "other2"),
+                                 init_from=os.path.join(other1.workdir, "final.keras"))
+    unstaged = dataclasses.replace(final2, workdir=str(tmp_path / "unstaged"), init_from=None)
+    leaky1 = dataclasses.replace(selection, workdir=str(tmp_path / "leaky1"), train_split="train+val")
+    leaky2 = dataclasses.replace(sel2, workdir=str(tmp_path / "leaky2"),
+                                 init_from=os.path.join(leaky1.workdir, "final.keras"))
+    for config in (other1, other2, unstaged, leaky1, leaky2):
+        _write_config(config)
+    with pytest.raises(ValueError, match=r"stage 1: lr: 0.045 \(selection\) vs 0.01"):
+        model_card.publish(other2.workdir, "x", str(tmp_path / "x"), selection_run=sel2.workdir)
+    with pytest.raises(ValueError, match=r"stages: 2 \(selection\) vs 1"):
+        model_card.publish(unstaged.workdir, "x", str(tmp_path / "x"), selection_run=sel2.workdir)
+    with pytest.raises(ValueError, match=r"leaky1, which trained on 'train\+val'.*may have seen 'val'"):
+        model_card.publish(final2.workdir, "x", str(tmp_path / "x"), selection_run=leaky2.workdir)
+
+
+def test_speed_section_comes_from_a_benchmark_report_of_the_same_network(finished_run, tmp_path):
+    """--speed_json puts the benchmark's own rows and command in the card; a report that timed another network (here
+    the same weights at another input scale) is refused before anything is written."""
+    from contextnet_tf.deploy import speed
+
+    config, _ = finished_run
+    timed = os.path.join(config.workdir, "final.keras")
+    report = speed.run_benchmark(speed.models_at_resolutions(timed, [(64, 128)], num_classes=11),
+                                 paths=["keras_folded"], modes=["end_to_end"], frames=3, burn_in=1)
+    report["model"] = timed
+    report["command"] = f"python experiments/benchmark.py --model={timed} --resolutions=64x128"
+    path = str(tmp_path / "bench.json")
+    with open(path, "w") as f:
+        json.dump(report, f)
+    out = str(tmp_path / "pretrained")
+    model_card.publish(config.workdir, "tiny", out, speed_report=path, log=lambda *_: None)
+    card = open(os.path.join(out, "tiny.md")).read()
+    fps = report["results"][0]["fps"]
+    assert f"| 64x128 | keras_folded | end_to_end | {fps:.1f} |" in card
+    assert report["command"] in card and "## Speed" in card
+    other = str(tmp_path / "scaled.keras")
+    load_model(timed).rebuild(input_scale=2.0).save(other)
+    with pytest.raises(ValueError, match="architecture or input scale differs"):
+        model_card.publish(config.workdir, "x", str(tmp_path / "x"), speed_report={**report, "model": other})
+    assert not os.path.exists(tmp_path / "x")

@@ -16,12 +16,18 @@ test-time augmentation given), and writes into `out_dir`:
   and the command of each resumption;
 * ``{name}.json``: the evaluation metrics (`contextnet_tf.evaluation.metrics` format, both settings);
 * ``{name}_curve.png``: the training curve (train loss, val mIoU during training).
+
+A run initialised from another run's ``final.keras`` (``--init_from``) is that run's next stage (`stages`): the card
+gives every stage's command, their summed wall time and one curve over all of them. With a selection run, both are
+checked stage by stage (`stage_differences`). With `speed_report` (an `experiments/benchmark.py` JSON of the same
+network) the card gets a *Speed* section with the benchmark's rows and command.
 """
 
 import dataclasses
 import json
 import os
 import shlex
+import tempfile
 
 import tensorflow as tf
 
@@ -129,6 +135,131 @@ def recipe_differences(selection, final):
     return {name: (first[name], second[name]) for name in RECIPE_FIELDS if first[name] != second[name]}
 
 
+def earlier_stage(config):
+    """The run folder a run continues, or None: the folder of its `init_from` file when that folder is a training
+    run (it holds ``config.json``); None for a run from scratch or one initialised from a file no run folder holds."""
+    if not config.init_from:
+        return None
+    folder = os.path.dirname(config.init_from) or "."
+    return folder if os.path.exists(os.path.join(folder, "config.json")) else None
+
+
+def stages(run_dir):
+    """``[(run_dir, settings)]`` of a run and the runs it continues (`earlier_stage`, followed back), first stage
+    first; `settings` are the ones in force at each run's end (`config_after`)."""
+    chain, seen = [], set()
+    while run_dir:
+        key = os.path.realpath(run_dir)
+        if key in seen:
+            raise ValueError(f"{run_dir}: the runs' --init_from files form a loop")
+        seen.add(key)
+        config = read_config(run_dir)
+        chain.append((run_dir, config_after(config, read_config_changes(run_dir))))
+        run_dir = earlier_stage(config)
+    return chain[::-1]
+
+
+def stage_differences(selection_run, final_run):
+    """{field: (selection value, final value)} over every stage of two staged runs (`stages`): the number of stages,
+    and each pair of stages' `recipe_differences` (named ``stage N: field`` but for the last stage); where both
+    stages continue an earlier stage, only which checkpoint file they continue from must agree. Empty when
+    `final_run` trains, stage by stage, the recipe `selection_run` measured."""
+    selection_chain, final_chain = stages(selection_run), stages(final_run)
+    if len(selection_chain) != len(final_chain):
+        return {"stages": (len(selection_chain), len(final_chain))}
+    differences = {}
+    for index, ((_, selection), (_, final)) in enumerate(zip(selection_chain, final_chain)):
+        found = recipe_differences(selection, final)
+        if index > 0 and "init_from" in found:  # each continues its own chain's previous stage
+            del found["init_from"]
+            first, second = os.path.basename(selection.init_from), os.path.basename(final.init_from)
+            if first != second:
+                found["init_from"] = (first, second)
+        prefix = "" if index == len(final_chain) - 1 else f"stage {index + 1}: "
+        differences.update({prefix + name: pair for name, pair in found.items()})
+    return differences
+
+
+def _check_selection(selection_run, run_dir, config):
+    """Raises ValueError unless `selection_run` (and each stage it continues) measured `run_dir`'s recipe on frames
+    `run_dir` trained on and its own validation split never trained on."""
+    selection_chain = stages(selection_run)
+    selection = selection_chain[-1][1]
+    for stage_dir, stage in selection_chain:
+        if read_config_changes(stage_dir):
+            raise ValueError(f"selection run {stage_dir} was resumed with changed settings: its recipe is not "
+                             "one command")
+        if stage.train_split != selection.train_split:
+            raise ValueError(f"selection run {selection_run} continues {stage_dir}, which trained on "
+                             f"{stage.train_split!r}, not {selection.train_split!r}: it may have seen "
+                             f"{selection.val_split!r}")
+    differences = stage_differences(selection_run, run_dir)
+    if differences:
+        listed = ", ".join(f"{key}: {a!r} (selection) vs {b!r}" for key, (a, b) in sorted(differences.items()))
+        raise ValueError(f"{run_dir} does not train the recipe its selection run {selection_run} measured: "
+                         f"{listed}")
+    if selection.train_split == config.train_split:
+        raise ValueError(f"selection run {selection_run} trained on the same split as {run_dir} "
+                         f"({config.train_split!r}): it holds nothing out")
+    return selection
+
+
+def _stacked_metrics(chain, path):
+    """Writes the ``metrics.jsonl`` records of a staged run's stages into `path`, each stage's steps counted on from
+    the previous stage's end (one curve for the whole schedule); returns the total steps."""
+    offset = 0
+    with open(path, "w") as out:
+        for run_dir, settings in chain:
+            with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+                for line in f:
+                    if line.strip():
+                        record = json.loads(line)
+                        record["step"] = record.get("step", 0) + offset
+                        out.write(json.dumps(record) + "\n")
+            offset += _stage_steps(settings)
+    return offset
+
+
+def _stage_steps(settings):
+    return settings.total_steps(len(data.list_examples(settings.dataset, settings.data_dir, settings.train_split)))
+
+
+def speed_section(report, model):
+    """The card's *Speed* section from an `experiments/benchmark.py` JSON report of this model's network.
+
+    The report must time a ``.keras`` file of the same architecture (weights do not change the speed): the same
+    model class, variant config and input scale, else a ValueError says what differs. The section gives every timed
+    row, the machine and its load when the benchmark started, and the command (recorded in the report)."""
+    source = report.get("model")
+    if not source or not str(source).endswith(".keras") or not os.path.exists(source):
+        raise ValueError(f"the benchmark report times {source!r}: it must time a .keras file that still exists "
+                         "(experiments/benchmark.py --model=RUN/final.keras)")
+    timed = load_model(source)
+    if timed.get_config() != model.get_config():
+        raise ValueError(f"the benchmark report times {source}, whose architecture or input scale differs from "
+                         "the published model's")
+    env = report["environment"]
+    load = env.get("load_average")
+    load_text = f"; load average {load[0]:.2f} when it started" if load else ""
+    rows = "\n".join(f"| {r['resolution']} | {r['path']} | {r['mode']} | {r['fps']:.1f} | "
+                     f"{r['latency_ms']['mean']:.1f} |" for r in report["results"])
+    command = report.get("command") or f"python experiments/benchmark.py --model={source}"
+    return f"""## Speed
+
+Batch 1, a uint8 frame in and labels out (`end_to_end`: resize to the input scale, network, argmax), at input
+scale x{model.input_scale:g}, on {env.get("device")}: {env.get("cpu")} ({env.get("cpu_count")} cores,
+{env.get("threads")} threads){load_text}; timed on `{source}` (the same network):
+
+| resolution | path | mode | fps | latency mean (ms) |
+|---|---|---|---:|---:|
+{rows}
+
+```bash
+{command}
+```
+"""
+
+
 def _minutes(seconds):
     return "unknown" if seconds is None else f"{seconds / 60:.0f} minutes"
 
@@ -141,7 +272,7 @@ def _load_run_model(run_dir, checkpoint):
 
 
 def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=False, scales=None, split="val",
-            hardware=None, notes=None, input_scale=None, selection_run=None, log=print):
+            hardware=None, notes=None, input_scale=None, selection_run=None, speed_report=None, log=print):
     """Evaluates a run's model and writes ``{name}.keras``, ``.md``, ``.json`` and ``_curve.png`` to `out_dir`.
 
     Args:
@@ -166,6 +297,8 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
             ``{name}_selection.keras`` so the card's number can be re-checked; the card's accuracy is that number,
             said so. The two runs must share their recipe (`recipe_differences`), or a ValueError names the
             differences. `split` is not used then.
+        speed_report: an `experiments/benchmark.py` JSON report (a dict, or the path of the file) that timed this
+            network; its rows become the card's *Speed* section (`speed_section`).
 
     Returns:
         dict with ``plain`` and (if any augmentation) ``tta`` metrics, the evaluated ``split`` and the written paths.
@@ -177,24 +310,16 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
     config = read_config(run_dir)  # the settings the run started with
     records = read_config_changes(run_dir)
     final = config_after(config, records)  # the settings in force at the end (config itself without changes)
-    selection = read_config(selection_run) if selection_run else None
-    if selection:
-        if read_config_changes(selection_run):
-            raise ValueError(f"selection run {selection_run} was resumed with changed settings: its recipe is not "
-                             "one command")
-        differences = recipe_differences(selection, final)
-        if differences:
-            listed = ", ".join(f"{key}: {a!r} (selection) vs {b!r}" for key, (a, b) in sorted(differences.items()))
-            raise ValueError(f"{run_dir} does not train the recipe its selection run {selection_run} measured: "
-                             f"{listed}")
-        if selection.train_split == config.train_split:
-            raise ValueError(f"selection run {selection_run} trained on the same split as {run_dir} "
-                             f"({config.train_split!r}): it holds nothing out")
+    selection = _check_selection(selection_run, run_dir, config) if selection_run else None
+    if isinstance(speed_report, str):
+        with open(speed_report) as f:
+            speed_report = json.load(f)
     model_path, model = _load_run_model(run_dir, checkpoint)
     data_dir = data_dir or config.data_dir
     if input_scale is not None and float(input_scale) != model.input_scale:
         model = model.rebuild(input_scale=float(input_scale))
     input_scale = model.input_scale
+    speed = speed_section(speed_report, model) if speed_report else ""
     evaluated, evaluated_path = model, model_path
     if selection:
         split = selection.val_split
@@ -228,12 +353,32 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
                            **({"tta": tta, "tta_setting": tta_label} if tta else {})}, metrics_path)
     curve_path = os.path.join(out_dir, f"{name}_curve.png")
     val_label = "held-out (selection run)" if selection else "val"
-    plot_training_curve(os.path.join(run_dir, "metrics.jsonl"), curve_path, plain["miou"],
-                        (selection or final).steps,
-                        val_metrics_path=os.path.join(selection_run, "metrics.jsonl") if selection else None,
-                        val_label=val_label)
+    chain = stages(run_dir)
+    selection_chain = stages(selection_run) if selection else []
+    with tempfile.TemporaryDirectory() as folder:  # one curve over every stage of a staged run
+        train_metrics = os.path.join(folder, "train.jsonl")
+        total_steps = _stacked_metrics(chain, train_metrics)
+        val_metrics = None
+        if selection:
+            val_metrics = os.path.join(folder, "selection.jsonl")
+            total_steps = _stacked_metrics(selection_chain, val_metrics)
+        plot_training_curve(train_metrics, curve_path, plain["miou"], total_steps,
+                            val_metrics_path=val_metrics, val_label=val_label)
 
-    seconds = training_wall_time(run_dir)
+    def chain_seconds(runs):
+        times = [training_wall_time(stage_dir) for stage_dir, _ in runs]
+        return None if None in times else sum(times)
+
+    def chain_commands(runs):
+        if len(runs) == 1:
+            return train_command(read_config(runs[0][0]))
+        return "\n".join(
+            f"# stage {index + 1} of {len(runs)}"
+            + (" (resumed with changed settings: see its config_changes.jsonl)" if read_config_changes(stage_dir)
+               else "") + f"\n{train_command(read_config(stage_dir))}"
+            for index, (stage_dir, _) in enumerate(runs))
+
+    seconds = chain_seconds(chain)
     num_train = len(data.list_examples(config.dataset, config.data_dir, config.train_split))
     steps = config.total_steps(num_train)  # as planned when the run started
     if final.train_split != config.train_split:
@@ -249,13 +394,18 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
         f"; it runs on images resized x{input_scale:g}, the scale it was trained and evaluated at: the model "
         "records it (`input_scale` in its config) and evaluate.py, predict.py and the exports use it; `--scales` "
         "overrides")
-    origin = f"fine-tuned from `{config.init_from}`" if config.init_from else "trained from scratch"
+    first = chain[0][1]
+    origin = f"fine-tuned from `{first.init_from}`" if first.init_from else "trained from scratch"
+    if len(chain) > 1:
+        origin += (f" in {len(chain)} stages (each a run initialised from the previous stage's "
+                   f"`{os.path.basename(config.init_from)}`; {sum(_stage_steps(c) for _, c in chain)} steps in all)")
     changed = sorted({name for record in records for name in record["changes"]})
     changed_note = (f" (as started; {', '.join(changed)} changed during the run: see *Settings changed during the "
                     "run*)") if records else ""
     command_note = ("The run was started with this command and **resumed with changed settings** "
                     "(`--allow_changes`, see *Settings changed during the run* below): this command alone does not "
                     "reproduce these weights.\n\n") if records else ""
+    stage_text = f" of stage {len(chain)}, the last" if len(chain) > 1 else ""
     tta_text = f" / **{100 * tta['miou']:.1f}%** ({tta_label})" if tta else ""
     miou_text = f"**{100 * plain['miou']:.1f}%** ({single}){tta_text}"
     trained = (f"`{config.model}` ({count_trainable_params(model):,} parameters) {origin} on {config.dataset} "
@@ -270,14 +420,14 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
                    "included) measures memory, not accuracy.")
         accuracy_rows = (f"| held-out mIoU (selection run, `{split}`) | {miou_text} |\n"
                          f"| held-out pixel accuracy | {100 * plain['pixel_accuracy']:.1f}% |")
-        wall = (f"{_minutes(seconds)} (this model); {_minutes(training_wall_time(selection_run))} (selection run); "
+        wall = (f"{_minutes(seconds)} (this model); {_minutes(chain_seconds(selection_chain))} (selection run); "
                 f"on {hardware}")
         selection_section = f"""## Selection run (the held-out number)
 
 The same recipe on `{selection.train_split}`, validated on `{split}`:
 
 ```bash
-{train_command(selection)}
+{chain_commands(selection_chain)}
 ```
 """
     else:
@@ -295,17 +445,17 @@ The same recipe on `{selection.train_split}`, validated on `{split}`:
 {accuracy_rows}
 | input | float32 RGB in [0, 255], any size{size_note} |
 | output | logits, {info.num_classes} classes: {", ".join(info.class_names)} |
-| weights | `{checkpoint}.keras` of the run (step {final_steps}) |
+| weights | `{checkpoint}.keras` of the run (step {final_steps}{stage_text}) |
 | training | {steps} steps ({steps * config.batch_size / num_train:.0f} epochs) of batch {config.batch_size}, \
 crops {config.crop[0]}x{config.crop[1]}, random scale {config.scale_range[0]:g}-{config.scale_range[1]:g}, \
 `{config.augment}` augmentation; {config.optimizer} lr {config.lr:g} poly {config.lr_power:g}, momentum \
 {config.momentum:g}, L2 {config.weight_decay:g}, auxiliary losses {config.aux_weight:g}{_extras(config)}{changed_note} |
 | wall time | {wall} |
 
-## Training command
+## Training command{"s" if len(chain) > 1 else ""}
 
 {command_note}```bash
-{train_command(config)}
+{chain_commands(chain)}
 ```
 
 {changes_section(config, records)}
@@ -328,6 +478,7 @@ python experiments/predict.py --model={keras_path} --input=IMAGES --output_dir=O
 python experiments/export.py --model={keras_path} --format=saved_model --output=OUT/saved_model
 ```
 
+{speed}
 {notes or ""}
 """
     card_path = os.path.join(out_dir, f"{name}.md")
