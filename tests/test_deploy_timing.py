@@ -92,6 +92,8 @@ def test_benchmark_program_writes_valid_json(tmp_path):
     assert report["protocol"] == dict(batch=1, burn_in=1, frames=3, max_seconds=None, head="cls", interleaved=True)
     assert report["environment"]["versions"]["tensorflow"]
     assert report["environment"]["threads"] == os.cpu_count()
+    assert report["command"].startswith("python experiments/benchmark.py --output=")  # what a card quotes
+    assert "--resolutions=64x128" in report["command"]
     rows = {(r["path"], r["mode"]): r for r in report["results"]}
     # Keras paths have all three modes; TFLite and ONNX Runtime only end_to_end.
     assert set(rows) == {(p, m) for p in ("keras_unfolded", "keras_folded")
