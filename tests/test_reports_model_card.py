@@ -33,6 +33,17 @@ def finished_run(tmp_path_factory):
     return config, root
 
 
+@pytest.fixture(scope="module")
+def trainval_run(finished_run):
+    """`finished_run`'s recipe trained on train+val without validation: a final run whose selection run it is."""
+    import dataclasses
+
+    selection, root = finished_run
+    final = dataclasses.replace(selection, workdir=str(root / "all"), train_split="train+val", eval_every=-1)
+    train(final)
+    return final
+
+
 def test_train_command_round_trips_the_config(finished_run):
     config, _ = finished_run
     command = model_card.train_command(config)
@@ -197,15 +208,14 @@ def test_card_of_a_run_resumed_with_changes_shows_each_change_and_says_the_comma
 
 
 def test_publish_with_a_selection_run_reports_the_held_out_number_and_publishes_the_evaluated_weights(
-        finished_run, tmp_path):
+        finished_run, trainval_run, tmp_path):
     """A model trained on every frame (train+val here) gets its card's accuracy from its selection run (the same
     recipe without the held-out part): that run's weights, evaluated on its own validation split, published beside
     the model so the number can be re-checked; a final run with another recipe is refused, naming the difference."""
     import dataclasses
 
     selection, _ = finished_run
-    final = dataclasses.replace(selection, workdir=str(tmp_path / "all"), train_split="train+val", eval_every=-1)
-    train(final)
+    final = trainval_run
     out = str(tmp_path / "pretrained")
     result = model_card.publish(final.workdir, "tiny", out, flip=True, selection_run=selection.workdir,
                                 log=lambda *_: None)
@@ -247,7 +257,8 @@ def _write_config(config):
         f.write(config.to_json())
 
 
-def test_a_staged_run_is_checked_stage_by_stage_against_its_staged_selection_run(finished_run, tmp_path):
+def test_a_staged_run_is_checked_stage_by_stage_against_its_staged_selection_run(finished_run, trainval_run,
+                                                                                 tmp_path):
     """A run that continues another (--init_from its final.keras) is published with every stage's command and the
     whole schedule's wall time; its selection run must be staged the same way, stage by stage the same recipe, and
     no stage of it may have trained on the frames it is measured on."""
@@ -256,10 +267,10 @@ def test_a_staged_run_is_checked_stage_by_stage_against_its_staged_selection_run
     selection, _ = finished_run
     sel2 = dataclasses.replace(selection, workdir=str(tmp_path / "sel2"), seed=1,
                                init_from=os.path.join(selection.workdir, "final.keras"))
-    final1 = dataclasses.replace(selection, workdir=str(tmp_path / "final1"), train_split="train+val", eval_every=-1)
+    final1 = trainval_run
     final2 = dataclasses.replace(final1, workdir=str(tmp_path / "final2"), seed=1,
                                  init_from=os.path.join(final1.workdir, "final.keras"))
-    for config in (sel2, final1, final2):
+    for config in (sel2, final2):
         train(config)
     assert [folder for folder, _ in model_card.stages(final2.workdir)] == [final1.workdir, final2.workdir]
     assert model_card.stage_differences(sel2.workdir, final2.workdir) == {}
