@@ -246,8 +246,8 @@ def speed_section(report, model):
     command = report.get("command") or f"python experiments/benchmark.py --model={source}"
     return f"""## Speed
 
-Batch 1, a uint8 frame in and labels out (`end_to_end`: resize to the input scale, network, argmax), at input
-scale x{model.input_scale:g}, on {env.get("device")}: {env.get("cpu")} ({env.get("cpu_count")} cores,
+Batch 1 at input scale x{model.input_scale:g} (`end_to_end`: a uint8 frame in, labels out; the modes and paths
+are docs/benchmarks.md's), on {env.get("device")}: {env.get("cpu")} ({env.get("cpu_count")} cores,
 {env.get("threads")} threads){load_text}; timed on `{source}` (the same network):
 
 | resolution | path | mode | fps | latency mean (ms) |
