@@ -22,9 +22,10 @@ import numpy as np
 import tensorflow as tf
 
 from contextnet_tf import data
-from contextnet_tf.models import build_model, copy_weights_by_name, dataset_recipe
+from contextnet_tf.models import copy_weights_by_name
 from contextnet_tf.training import checkpoints
-from contextnet_tf.training.config import TrainConfig
+from contextnet_tf.training.loop import config_model_fn
+from contextnet_tf.training.run_dir import RunDir
 
 
 def choose_checkpoints(run_dir, last=None, steps=None):
@@ -55,18 +56,12 @@ def average_checkpoints(run_dir, output, last=3, steps=None, log=print):
     Returns:
         the averaged steps (list of int).
     """
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{run_dir} is not a training run folder: {path} is missing")
-    with open(path) as f:
-        config = TrainConfig.from_json(f.read())
+    run = RunDir(run_dir, chief=False)
+    config = run.recorded_config()  # the settings in force when the checkpoints were written
+    if config is None:
+        raise FileNotFoundError(f"{run_dir} is not a training run folder: {run.config_path} is missing")
     chosen = choose_checkpoints(run_dir, last=last, steps=steps)
-    info = data.get_info(config.dataset)
-
-    def make(input_shape, aux):
-        return build_model(config.model, input_shape, aux=aux, width=config.width, input_scale=config.input_scale,
-                           **dataset_recipe(info))
-
+    make = config_model_fn(config, data.get_info(config.dataset))
     model = make((*config.crop, 3), config.aux_weight > 0)
     state = tf.train.Checkpoint(model=model)
     floats = [v for v in model.weights if np.dtype(v.dtype).kind == "f"]

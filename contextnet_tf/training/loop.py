@@ -222,6 +222,23 @@ def _nothing_to_do(run, config, done, total_steps, num_train):
     )
 
 
+def config_model_fn(config, info):
+    """``model_fn(input_shape, aux)`` building `config`'s network (variant, width, input scale) for the dataset of
+    `info`: what `train` builds unless given a `model_fn`, and what rebuilds a run's model from its checkpoints."""
+
+    def model_fn(input_shape, aux):
+        return build_model(
+            config.model,
+            input_shape,
+            aux=aux,
+            width=config.width,
+            input_scale=getattr(config, "input_scale", 1.0),
+            **dataset_recipe(info),
+        )
+
+    return model_fn
+
+
 def train(config, model_fn=None):
     """Trains (or resumes) a segmentation model with the custom loop.
 
@@ -229,7 +246,7 @@ def train(config, model_fn=None):
         config: a `TrainConfig`; `config.workdir` is created or resumed.
         model_fn: optional ``model_fn(input_shape, aux) -> keras.Model`` building the network (e.g. a pruned one);
             called under the strategy's scope with the crop size (aux=True when `config.aux_weight` > 0) and
-            outside it with the validation images' size (aux=False). Default: `build_model(config.model, ...)`.
+            outside it with the validation images' size (aux=False). Default: `config_model_fn`.
 
     Returns:
         A `TrainResult`. A run folder that has already done the steps asked for is left untouched (nothing is
@@ -250,17 +267,7 @@ def train(config, model_fn=None):
     info = data.get_info(config.dataset)
     num_train = len(data.list_examples(config.dataset, config.data_dir, config.train_split))
     if model_fn is None:
-
-        def model_fn(input_shape, aux):
-            return build_model(
-                config.model,
-                input_shape,
-                aux=aux,
-                width=config.width,
-                input_scale=getattr(config, "input_scale", 1.0),
-                **dataset_recipe(info),
-            )
-
+        model_fn = config_model_fn(config, info)
     run = RunDir(config.workdir, chief)
     total_steps = config.total_steps(num_train)
     done = checkpoints.steps_done(run.checkpoint_dir)
