@@ -381,10 +381,7 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
     seconds = chain_seconds(chain)
     num_train = len(data.list_examples(config.dataset, config.data_dir, config.train_split))
     steps = config.total_steps(num_train)  # as planned when the run started
-    if final.train_split != config.train_split:
-        final_steps = final.total_steps(len(data.list_examples(final.dataset, final.data_dir, final.train_split)))
-    else:
-        final_steps = final.total_steps(num_train)  # the steps the weights were trained for
+    final_steps = _stage_steps(final)  # the steps the weights were trained for
     hardware = hardware or describe(environment())
     eval_command = (f"python experiments/evaluate.py --model={evaluated_file} --dataset={config.dataset} "
                     f"--data_dir={data_dir} --split={split}")
