@@ -243,7 +243,8 @@ def speed_section(report, model):
     load_text = f"; load average {load[0]:.2f} when it started" if load else ""
     rows = "\n".join(f"| {r['resolution']} | {r['path']} | {r['mode']} | {r['fps']:.1f} | "
                      f"{r['latency_ms']['mean']:.1f} |" for r in report["results"])
-    command = report.get("command") or f"python experiments/benchmark.py --model={source}"
+    # A report written before benchmark.py recorded its command: say so rather than guess its flags.
+    command = report.get("command") or f"# the report does not record its command; it timed {source}"
     return f"""## Speed
 
 Batch 1 at input scale x{model.input_scale:g} (`end_to_end`: a uint8 frame in, labels out; the modes and paths
