@@ -275,3 +275,33 @@ def test_a_run_that_never_validates_saves_the_same_final_model_as_one_that_does(
     image = np.random.default_rng(0).uniform(0, 255, (1, 64, 96, 3)).astype(np.float32)
     np.testing.assert_allclose(final(image), never.model(image), rtol=1e-5, atol=1e-5)  # the trained weights
     assert final(np.zeros((1, 96, 160, 3), np.float32)).shape == (1, 96, 160, 19)  # not only the 64x96 crop
+
+
+def test_ema_run_validates_and_saves_the_average_and_resumes_it(city, tmp_path):
+    """--ema_momentum=0.5 over 4 steps, killed (stop_at_step) after step 2 and resumed: final.keras and best.keras hold
+    w1/8 + w2/8 + w3/4 + w4/2 of the weights w_k each checkpoint holds (the average restarts as the weights after step
+    1); the checkpoints keep the training weights. A resume that lost the average would break the sum."""
+    from contextnet_tf import load_model
+
+    fields = dict(model=SMALLEST, steps=4, checkpoint_every=1, keep_checkpoints=4, eval_every=0, ema_momentum=0.5,
+                  lr=0.2)
+    workdir = tmp_path / "ema"
+    assert not train(_config(city, workdir, stop_at_step=2, **fields)).completed
+    result = train(_config(city, workdir, **fields))
+    assert result.completed and result.step == 4
+    config = _config(city, workdir, **fields)
+    model = loop.config_model_fn(config, data.get_info("synthetic"))((*config.crop, 3), config.aux_weight > 0)
+    state = tf.train.Checkpoint(model=model)
+    weights = []
+    for step in (1, 2, 3, 4):
+        state.restore(str(workdir / "checkpoints" / f"ckpt-{step}")).expect_partial()
+        weights.append({v.path: v.numpy() for v in model.trainable_weights})
+    expected = {k: weights[0][k] / 8 + weights[1][k] / 8 + weights[2][k] / 4 + weights[3][k] / 2 for k in weights[0]}
+    for name in ("final.keras", "best.keras"):
+        saved = {v.path: v.numpy() for v in load_model(workdir / name).trainable_weights}
+        assert saved and set(saved) <= set(expected)
+        for key, value in saved.items():
+            np.testing.assert_allclose(value, expected[key], rtol=1e-5, atol=1e-6, err_msg=f"{name} {key}")
+        assert any(not np.allclose(value, weights[3][key]) for key, value in saved.items())  # not the last weights
+    with pytest.raises(ValueError, match="ema_momentum must be in"):
+        _config(city, workdir, ema_momentum=1.5)

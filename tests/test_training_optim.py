@@ -43,3 +43,26 @@ def test_sgd_is_the_fast_scnn_recipe_and_loss_scaling_wraps():
     assert optim.current_learning_rate(scaled) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="rmsprop or sgd"):
         optim.make_optimizer("adam", 0.1)
+
+
+def test_ema_by_hand_and_averaged_weights_swaps_it_in_and_back():
+    """Keras's use_ema, as `make_optimizer(ema_momentum=...)` sets it: the average starts as the weights after step
+    1, then average = m * average + (1 - m) * weights; `averaged_weights` shows it only inside its block."""
+    optimizer = optim.make_optimizer("sgd", 0.1, momentum=0.0, ema_momentum=0.75)
+    weight = keras.Variable(np.array([1.0, -2.0], np.float32))
+    optimizer.build([weight])
+    expected, average = np.array([1.0, -2.0]), None
+    for grad in (np.array([0.5, -3.0]), np.array([1.0, 2.0]), np.array([-4.0, 0.25])):
+        optimizer.apply_gradients([(grad.astype(np.float32), weight)])
+        expected = expected - 0.1 * grad
+        average = expected.copy() if average is None else 0.75 * average + 0.25 * expected
+    with optim.averaged_weights(optimizer, [weight]):
+        np.testing.assert_allclose(weight.numpy(), average, rtol=1e-6)
+    np.testing.assert_allclose(weight.numpy(), expected, rtol=1e-6)  # the training values are back
+    assert not np.allclose(average, expected)
+    plain = optim.make_optimizer("sgd", 0.1)
+    plain.build([weight])
+    with optim.averaged_weights(plain, [weight]):  # no average: nothing changes
+        np.testing.assert_allclose(weight.numpy(), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="ema_momentum must be in"):
+        optim.make_optimizer("sgd", 0.1, ema_momentum=1.0)

@@ -25,7 +25,7 @@ flags.disclaim_key_flags()  # `define_flags`' flags belong to the program callin
 REQUIRED_FLAGS = ("model", "dataset", "data_dir", "workdir")
 
 # Fields whose change makes a checkpoint unloadable or a resumed run a different experiment.
-_STRUCTURAL_FIELDS = ("model", "width", "dataset", "optimizer", "aux_weight", "mixed_precision")
+_STRUCTURAL_FIELDS = ("model", "width", "dataset", "optimizer", "aux_weight", "mixed_precision", "ema_momentum")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +73,9 @@ class TrainConfig:
     class_weighting: str = option("none", "Per-class weights of the cross-entropies from the training labels: none "
                                   "(the papers), median_frequency or enet (stored in the run's class_weights.json).",
                                   choices=CLASS_WEIGHTINGS)
+    ema_momentum: float | None = option(None, "Keep an exponential moving average of the weights with this momentum "
+                                        "(e.g. 0.99; not in the papers) and validate and save it instead of the "
+                                        "weights (checkpoints keep both); unset: the weights themselves.")
     init_from: str | None = option(None, "A .keras model whose weights initialise the layers of the same name and "
                                    "shape before step 1 (fine-tuning); a resumed run restores its own checkpoint.")
     width: float = option(1.0, "Extra width multiplier passed to build_model.")
@@ -199,6 +202,8 @@ def _check_values(config):
         raise ValueError(f"scale_range must be min,max with 0 < min <= max, got {config.scale_range}")
     if not all(s > 0 for s in config.eval_scales):
         raise ValueError(f"eval_scales must be positive numbers, got {config.eval_scales}")
+    if config.ema_momentum is not None and not 0 < config.ema_momentum < 1:
+        raise ValueError(f"ema_momentum must be in (0, 1) when set, got {config.ema_momentum!r}")
     for name in ("eval_max_images", "stop_at_step"):
         if getattr(config, name) is not None and getattr(config, name) < 1:
             raise ValueError(f"{name} must be positive when set, got {getattr(config, name)!r}")

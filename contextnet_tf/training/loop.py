@@ -304,7 +304,8 @@ class _Session:
                 distribute.synchronize_batch_norm(self.model)
             self.schedule = optim.poly_schedule(config.lr, total_steps, config.lr_power, config.end_lr)
             self.optimizer = optim.make_optimizer(
-                config.optimizer, self.schedule, config.momentum, loss_scale=policy == "mixed_float16"
+                config.optimizer, self.schedule, config.momentum, loss_scale=policy == "mixed_float16",
+                ema_momentum=config.ema_momentum,
             )
             self.optimizer.build(self.model.trainable_variables)
         # Non-chief workers write their share of each save to a scratch folder (removed in `close`) and resume, like
@@ -335,7 +336,8 @@ class _Session:
         """Evaluates on the validation split, logs, draws predictions, keeps the best model."""
         if self.validator is None:
             return
-        metrics = self.metrics = self.validator.evaluate(self.infer_model)
+        with optim.averaged_weights(self.optimizer, self.model.trainable_variables):
+            metrics = self.metrics = self.validator.evaluate(self.infer_model)
         scalars = {k: metrics[k] for k in ("miou", "category_miou", "pixel_accuracy") if k in metrics}
         self.run_dir.log(step, "val", scalars)
         image = self.validator.prediction_image()
@@ -417,7 +419,8 @@ class _Session:
             else:
                 with dtype_policy("float32"):
                     final_model = self.model_fn((None, None, 3), False)
-            copy_weights_by_name(self.infer_model, final_model)
+            with optim.averaged_weights(self.optimizer, self.model.trainable_variables):
+                copy_weights_by_name(self.infer_model, final_model)
             checkpoints.save_keras_model(final_model, run.path("final.keras"))
             if self.metrics is not None:
                 run.write_json("val_metrics.json", self.metrics)

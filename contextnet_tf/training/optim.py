@@ -1,5 +1,7 @@
 """The papers' optimisers and their poly learning-rate schedule, from Keras built-ins."""
 
+import contextlib
+
 import keras
 
 # ContextNet 3.1: RMSprop "with a discounting factor of 0.9, momentum of 0.9 and epsilon parameter equal to 1".
@@ -20,7 +22,7 @@ def poly_schedule(base_lr, total_steps, power, end_lr=0.0):
     )
 
 
-def make_optimizer(name, learning_rate, momentum=0.9, loss_scale=False):
+def make_optimizer(name, learning_rate, momentum=0.9, loss_scale=False, ema_momentum=None):
     """RMSprop (ContextNet) or SGD with momentum (Fast-SCNN).
 
     Args:
@@ -28,13 +30,20 @@ def make_optimizer(name, learning_rate, momentum=0.9, loss_scale=False):
         learning_rate: a float or a schedule (`poly_schedule`).
         momentum: momentum of either optimiser (0.9 in both papers).
         loss_scale: wrap in `keras.optimizers.LossScaleOptimizer` (float16 mixed precision).
+        ema_momentum: None (the papers), or keep an exponential moving average of the trainable weights with this
+            momentum (Keras's ``use_ema``: the average starts as the weights after step 1, then ``average = m *
+            average + (1 - m) * weights`` after every step). The optimiser's variables hold it, so checkpoints
+            carry it; `averaged_weights` swaps it in. Not in either paper (issue 16's weight-averaging lever).
     """
+    if ema_momentum is not None and not 0 < ema_momentum < 1:
+        raise ValueError(f"ema_momentum must be in (0, 1), got {ema_momentum!r}")
+    ema = dict(use_ema=ema_momentum is not None, ema_momentum=0.99 if ema_momentum is None else ema_momentum)
     if name == "rmsprop":
         optimizer = keras.optimizers.RMSprop(
-            learning_rate=learning_rate, rho=RMSPROP_RHO, momentum=momentum, epsilon=RMSPROP_EPSILON
+            learning_rate=learning_rate, rho=RMSPROP_RHO, momentum=momentum, epsilon=RMSPROP_EPSILON, **ema
         )
     elif name == "sgd":
-        optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum)
+        optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, **ema)
     else:
         raise ValueError(f"unknown optimizer {name!r}; choose rmsprop or sgd")
     if loss_scale:
@@ -46,3 +55,21 @@ def current_learning_rate(optimizer):
     """The learning rate the next step will use, as a Python float."""
     inner = getattr(optimizer, "inner_optimizer", optimizer)
     return float(keras.ops.convert_to_numpy(inner.learning_rate))
+
+
+@contextlib.contextmanager
+def averaged_weights(optimizer, variables):
+    """Within the block, `variables` (the trainable variables the optimiser was built on) hold the optimiser's moving
+    average (`make_optimizer`'s ``ema_momentum``); afterwards their training values again. Without an average, does
+    nothing."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if not inner.use_ema:
+        yield
+        return
+    saved = [keras.ops.convert_to_numpy(v) for v in variables]
+    inner.finalize_variable_values(variables)
+    try:
+        yield
+    finally:
+        for variable, value in zip(variables, saved):
+            variable.assign(value)
