@@ -229,3 +229,49 @@ def test_a_train_step_with_aux_losses_at_an_eighth_trains_every_head():
     changed = {v.path for v in model.trainable_variables if not np.array_equal(v.numpy(), before[v.path])}
     for head in ("aux_ltd_conv", "aux_gfe_conv", "cls_conv", "ltd_conv"):
         assert any(path.startswith(head) for path in changed), head
+
+
+@pytest.mark.parametrize("implementation", ["fast", "reference"])
+@pytest.mark.parametrize("threshold, min_kept", [(0.3, 0), (0.01, 200), (0.05, 1000)])
+def test_ohem_trains_the_main_head_on_the_hard_pixels_by_hand(implementation, threshold, min_kept):
+    """The main loss is the class-weighted mean over the labelled pixels whose true-class probability is below the
+    threshold or among the min_kept * batch lowest (every labelled pixel when there are fewer); easy pixels get no
+    gradient; the auxiliary head's loss is the plain one."""
+    logits, labels, weights = _random_case(5)
+    valid = labels != 255
+    safe = np.where(valid, labels, 0)
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    picked = np.take_along_axis(log_probs, safe[..., None], -1)[..., 0]
+    probability = np.exp(picked)
+    kept = valid & (probability < threshold)
+    forced = min(min_kept * labels.shape[0], int(valid.sum()))
+    if forced:
+        kept |= valid & (probability <= np.sort(probability[valid])[forced - 1])
+    assert 0 < kept.sum() < valid.sum() or forced == valid.sum()
+    if min_kept == 200:  # the threshold alone keeps fewer: the 400 hardest are kept
+        assert (valid & (probability < threshold)).sum() < forced == kept.sum()
+    pixel_weight = np.where(kept, weights[safe], 0.0)
+    expected = -(picked * pixel_weight).sum() / pixel_weight.sum()
+    variable = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        parts = losses.segmentation_losses({"logits": variable, "aux_a": 2.0 * variable}, labels, class_weights=weights,
+                                           implementation=implementation, ohem_threshold=threshold,
+                                           ohem_min_kept=min_kept)
+    assert float(parts["ce"]) == pytest.approx(expected, rel=1e-5)
+    plain = losses.segmentation_losses({"logits": variable, "aux_a": 2.0 * variable}, labels, class_weights=weights,
+                                       implementation=implementation)
+    assert float(parts["aux_a"]) == pytest.approx(float(plain["aux_a"]), rel=1e-6)
+
+    @tf.function  # as in a train step: a graph, the number of forced pixels a tensor
+    def main_only_gradient():
+        with tf.GradientTape() as tape:
+            main_only = losses.segmentation_losses(variable, labels, class_weights=weights,
+                                                   implementation=implementation, ohem_threshold=threshold,
+                                                   ohem_min_kept=min_kept)
+        return main_only["ce"], tape.gradient(main_only["loss"], variable)
+
+    ce, gradient = main_only_gradient()
+    assert float(ce) == pytest.approx(expected, rel=1e-5)
+    gradient = gradient.numpy()
+    assert not gradient[~kept].any() and np.abs(gradient[kept]).sum(-1).min() > 0

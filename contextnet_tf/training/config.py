@@ -73,6 +73,10 @@ class TrainConfig:
     class_weighting: str = option("none", "Per-class weights of the cross-entropies from the training labels: none "
                                   "(the papers), median_frequency or enet (stored in the run's class_weights.json).",
                                   choices=CLASS_WEIGHTINGS)
+    ohem_threshold: float | None = option(None, "Online hard-example mining of the main loss (not in the papers): "
+                                          "train on the labelled pixels whose true-class probability is below this "
+                                          "(e.g. 0.7), and at least --ohem_min_kept per image; unset: every pixel.")
+    ohem_min_kept: int = option(0, "With --ohem_threshold: pixels per image kept at least (the hardest ones).")
     ema_momentum: float | None = option(None, "Keep an exponential moving average of the weights with this momentum "
                                         "(e.g. 0.99; not in the papers) and validate and save it instead of the "
                                         "weights (checkpoints keep both); unset: the weights themselves.")
@@ -202,6 +206,10 @@ def _check_values(config):
         raise ValueError(f"scale_range must be min,max with 0 < min <= max, got {config.scale_range}")
     if not all(s > 0 for s in config.eval_scales):
         raise ValueError(f"eval_scales must be positive numbers, got {config.eval_scales}")
+    if config.ohem_threshold is not None and not 0 < config.ohem_threshold <= 1:
+        raise ValueError(f"ohem_threshold must be in (0, 1] when set, got {config.ohem_threshold!r}")
+    if config.ohem_min_kept < 0 or (config.ohem_min_kept and config.ohem_threshold is None):
+        raise ValueError(f"ohem_min_kept ({config.ohem_min_kept!r}) must be zero or positive, and needs ohem_threshold")
     if config.ema_momentum is not None and not 0 < config.ema_momentum < 1:
         raise ValueError(f"ema_momentum must be in (0, 1) when set, got {config.ema_momentum!r}")
     for name in ("eval_max_images", "stop_at_step"):

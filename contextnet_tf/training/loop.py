@@ -82,14 +82,16 @@ def dtype_policy(name):
 
 
 def make_train_step(strategy, model, optimizer, *, ignore_label, aux_weight, weight_decay, class_weights=None,
-                    aux_resolution="input", loss_implementation="fast", fused_batch_norm=True):
+                    aux_resolution="input", loss_implementation="fast", fused_batch_norm=True, ohem_threshold=None,
+                    ohem_min_kept=0):
     """A `tf.function` running one optimiser step on a distributed batch; returns the global loss parts.
 
     Args:
         strategy: the strategy `model` and `optimizer` were created under.
         model: the training model (logits, or the aux dict).
         optimizer: a built Keras optimiser (possibly a `LossScaleOptimizer`).
-        ignore_label, aux_weight, weight_decay, class_weights: see `losses.segmentation_losses`.
+        ignore_label, aux_weight, weight_decay, class_weights, ohem_threshold, ohem_min_kept: see
+            `losses.segmentation_losses`.
         aux_resolution: ``input`` (the papers) or ``eighth`` (auxiliary losses at 1/8 resolution, a deviation; the
             step then runs `losses.aux_logits_view(model)`, which shares `model`'s variables).
         loss_implementation: ``fast`` or ``reference`` (`losses.segmentation_losses`; the benchmark compares them).
@@ -117,6 +119,8 @@ def make_train_step(strategy, model, optimizer, *, ignore_label, aux_weight, wei
                 class_weights=class_weights,
                 aux_resolution=aux_resolution,
                 implementation=loss_implementation,
+                ohem_threshold=ohem_threshold,
+                ohem_min_kept=ohem_min_kept,
             )
             scaled_loss = optimizer.scale_loss(parts["loss"])
         gradients = tape.gradient(scaled_loss, model.trainable_variables)
@@ -384,7 +388,8 @@ class _Session:
         train_step = make_train_step(
             self.strategy, self.model, self.optimizer, ignore_label=self.info.ignore_label,
             aux_weight=config.aux_weight, weight_decay=config.weight_decay, class_weights=self.class_weights,
-            aux_resolution=config.aux_resolution,
+            aux_resolution=config.aux_resolution, ohem_threshold=config.ohem_threshold,
+            ohem_min_kept=config.ohem_min_kept,
         )
         progress = TrainProgress(start_step, self.total_steps, config.batch_size, config.progress and self.chief)
         step, last = start_step, self.total_steps

@@ -21,6 +21,13 @@ as ``weights * (softmax - one_hot)``. It is the same mathematics as `masked_cros
 tests and benchmarks; the two agree to float32 rounding) except that a pixel's loss saturates at
 ``-log(FLT_MIN) = 87.3`` where the reference would report more; its gradient stays exact.
 
+Online hard-example mining (``ohem_threshold``; not in either paper, issue 16's lever, after mmsegmentation's
+`OHEMPixelSampler`) is an option of the main loss only: `hard_pixel_mask` keeps the labelled pixels whose predicted
+probability of their true class is below the threshold, and at least ``ohem_min_kept`` per image of the batch (the
+hardest ones, if fewer are below it); the main cross-entropy is then the (class-weighted) mean over the kept pixels
+(its ``ce`` part too), the auxiliary losses stay plain. The probabilities that choose the pixels carry no gradient.
+With several replicas each replica chooses among its own pixels (as mmsegmentation's does per process).
+
 ``aux_resolution="eighth"`` is an option, and a deviation from both papers: each auxiliary head's logits, taken
 before their upsampling (`aux_logits_view`), are resized to 1/8 of the labels' size and compared with the labels
 downsampled by nearest neighbour (half-pixel centres: the centre pixel of each 8x8 block), so the auxiliary losses
@@ -38,7 +45,7 @@ AUX_RESOLUTIONS = ("input", "eighth")
 _FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # -log of it, 87.3, is where a pixel's loss saturates
 
 
-def masked_cross_entropy(labels, logits, ignore_label=255, class_weights=None):
+def masked_cross_entropy(labels, logits, ignore_label=255, class_weights=None, pixel_mask=None):
     """Summed softmax cross-entropy over pixels whose label is not `ignore_label`, optionally class-weighted.
 
     Args:
@@ -48,6 +55,7 @@ def masked_cross_entropy(labels, logits, ignore_label=255, class_weights=None):
         class_weights: optional float [C]; each pixel's loss is multiplied by its true class's weight, and the
             returned count is the sum of those weights (PyTorch's weighted-mean convention), so uniform weights give
             the unweighted mean.
+        pixel_mask: optional float [B, H, W] of 0 / 1 multiplying each pixel's weight (`hard_pixel_mask`).
 
     Returns:
         (loss_sum, valid_count): float32 scalars; the mean is ``loss_sum / valid_count``.
@@ -59,6 +67,8 @@ def masked_cross_entropy(labels, logits, ignore_label=255, class_weights=None):
     weights = tf.cast(valid, tf.float32)
     if class_weights is not None:
         weights *= tf.gather(tf.constant(class_weights, tf.float32), safe_labels)
+    if pixel_mask is not None:
+        weights *= pixel_mask
     pixel_loss = tf.where(valid, pixel_loss * weights, tf.zeros_like(pixel_loss))
     return tf.reduce_sum(pixel_loss), tf.reduce_sum(weights)
 
@@ -105,6 +115,30 @@ def softmax_cross_entropy_sum(logits, safe_labels, weights):
         return loss, gradient
 
     return summed(tf.cast(logits, tf.float32))
+
+
+def hard_pixel_mask(logits, safe_labels, weights, threshold, min_kept=0):
+    """The pixels online hard-example mining trains on: float32 [B, H, W], 1 where kept.
+
+    A labelled pixel (``weights > 0``) is kept when the softmax probability of its true class is below `threshold`,
+    or when it is among the ``min_kept * B`` labelled pixels of the batch with the lowest such probability (all of
+    them when the batch has fewer). The probabilities are computed without gradient.
+
+    Args:
+        logits: float [B, H, W, C].
+        safe_labels, weights: from `label_terms`.
+        threshold: in (0, 1]; mmsegmentation's default is 0.7.
+        min_kept: pixels kept at least, per image.
+    """
+    probabilities = tf.nn.softmax(tf.stop_gradient(tf.cast(logits, tf.float32)))
+    true_probability = tf.gather(probabilities, safe_labels[..., None], batch_dims=3)[..., 0]
+    labelled = weights > 0
+    flat = tf.reshape(tf.where(labelled, true_probability, 2.0), [-1])
+    keep = tf.minimum(int(min_kept) * tf.shape(logits)[0], tf.reduce_sum(tf.cast(labelled, tf.int32)))
+    # The keep-th lowest probability among the labelled pixels (-1: none forced).
+    kth = tf.cond(keep > 0, lambda: -tf.math.top_k(-flat, k=keep, sorted=True).values[keep - 1], lambda: -1.0)
+    kept = labelled & ((true_probability < threshold) | (true_probability <= kth))
+    return tf.cast(kept, tf.float32)
 
 
 def downsample_labels(labels, height, width):
@@ -164,7 +198,8 @@ def l2_loss(variables, weight_decay):
 
 
 def segmentation_losses(outputs, labels, *, ignore_label=255, aux_weight=0.4, l2_variables=(), weight_decay=0.0,
-                        class_weights=None, aux_resolution="input", implementation="fast"):
+                        class_weights=None, aux_resolution="input", implementation="fast", ohem_threshold=None,
+                        ohem_min_kept=0):
     """The training loss of one replica and its parts.
 
     Args:
@@ -179,6 +214,7 @@ def segmentation_losses(outputs, labels, *, ignore_label=255, aux_weight=0.4, l2
             the auxiliary logits, from `aux_logits_view`, and the labels at 1/8 of the labels' size).
         implementation: ``fast`` (`softmax_cross_entropy_sum`, label terms shared by the heads) or ``reference``
             (`masked_cross_entropy` per head, the formulation before issue 18), for tests and benchmarks.
+        ohem_threshold, ohem_min_kept: online hard-example mining of the main loss (`hard_pixel_mask`; None: off).
 
     Returns:
         Dict of float32 scalars, already scaled for summation over replicas (see the module docstring):
@@ -199,12 +235,25 @@ def segmentation_losses(outputs, labels, *, ignore_label=255, aux_weight=0.4, l2
         label_maps["eighth"] = downsample_labels(labels, (size[1] + 7) // 8, (size[2] + 7) // 8)
     terms = {}  # per label map, for the fast implementation: `label_terms`, derived once for every head using it
     sums, counts = {}, {}
+    main_key = "input" if ohem_threshold is None else "hard"  # the main loss's denominator
     for name, logits in heads.items():
         key = "input" if name == LOGITS or aux_resolution == "input" else "eighth"
         head_labels = label_maps[key]
         if key == "eighth":
             small = tf.shape(head_labels)
             logits = tf.image.resize(tf.cast(logits, tf.float32), tf.stack([small[1], small[2]]), antialias=False)
+        if name == LOGITS and ohem_threshold is not None:
+            if key not in terms:
+                terms[key] = label_terms(head_labels, ignore_label, class_weights)
+            safe_labels, weights = terms[key]
+            mask = hard_pixel_mask(logits, safe_labels, weights, ohem_threshold, ohem_min_kept)
+            if implementation == "fast":
+                sums[name] = softmax_cross_entropy_sum(logits, safe_labels, weights * mask)
+                counts[main_key] = tf.reduce_sum(weights * mask)
+            else:
+                sums[name], counts[main_key] = masked_cross_entropy(head_labels, logits, ignore_label, class_weights,
+                                                                    pixel_mask=mask)
+            continue
         if implementation == "fast":
             if key not in terms:
                 terms[key] = label_terms(head_labels, ignore_label, class_weights)
@@ -217,7 +266,7 @@ def segmentation_losses(outputs, labels, *, ignore_label=255, aux_weight=0.4, l2
     if context is not None and num_replicas > 1:
         counts = {key: context.all_reduce(tf.distribute.ReduceOp.SUM, count) for key, count in counts.items()}
     denominators = {key: tf.maximum(count, 1.0) for key, count in counts.items()}
-    parts = {"ce": sums.pop(LOGITS) / denominators["input"]}
+    parts = {"ce": sums.pop(LOGITS) / denominators[main_key]}
     loss = parts["ce"]
     for name, value in sums.items():
         parts[name] = value / denominators["eighth" if aux_resolution == "eighth" else "input"]
