@@ -115,6 +115,11 @@ def _extras(config):
     parts = []
     if config.class_weighting != "none":
         parts.append(f"{config.class_weighting} class weighting (run's class_weights.json)")
+    if config.ohem_threshold is not None:
+        parts.append(f"hard-example mining of the main loss (true-class probability < {config.ohem_threshold:g}, "
+                     f"at least {config.ohem_min_kept} pixels per image)")
+    if config.ema_momentum is not None:
+        parts.append(f"weights: moving average of momentum {config.ema_momentum:g}")
     if config.init_from:
         parts.append(f"initialised from `{config.init_from}`")
     return "".join(f"; {part}" for part in parts)
