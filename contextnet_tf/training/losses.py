@@ -233,7 +233,7 @@ def segmentation_losses(outputs, labels, *, ignore_label=255, aux_weight=0.4, l2
     if aux_resolution == "eighth" and len(heads) > 1:
         size = tf.shape(labels)
         label_maps["eighth"] = downsample_labels(labels, (size[1] + 7) // 8, (size[2] + 7) // 8)
-    terms = {}  # per label map, for the fast implementation: `label_terms`, derived once for every head using it
+    terms = {}  # per label map: `label_terms`, derived once for every head using it (fast implementation, mining)
     sums, counts = {}, {}
     main_key = "input" if ohem_threshold is None else "hard"  # the main loss's denominator
     for name, logits in heads.items():
@@ -242,27 +242,20 @@ def segmentation_losses(outputs, labels, *, ignore_label=255, aux_weight=0.4, l2
         if key == "eighth":
             small = tf.shape(head_labels)
             logits = tf.image.resize(tf.cast(logits, tf.float32), tf.stack([small[1], small[2]]), antialias=False)
-        if name == LOGITS and ohem_threshold is not None:
-            if key not in terms:
-                terms[key] = label_terms(head_labels, ignore_label, class_weights)
-            safe_labels, weights = terms[key]
-            mask = hard_pixel_mask(logits, safe_labels, weights, ohem_threshold, ohem_min_kept)
-            if implementation == "fast":
-                sums[name] = softmax_cross_entropy_sum(logits, safe_labels, weights * mask)
-                counts[main_key] = tf.reduce_sum(weights * mask)
-            else:
-                sums[name], counts[main_key] = masked_cross_entropy(head_labels, logits, ignore_label, class_weights,
-                                                                    pixel_mask=mask)
-            continue
+        mined = name == LOGITS and ohem_threshold is not None
+        if (implementation == "fast" or mined) and key not in terms:
+            terms[key] = label_terms(head_labels, ignore_label, class_weights)
+        mask = hard_pixel_mask(logits, *terms[key], ohem_threshold, ohem_min_kept) if mined else None
+        count_key = main_key if name == LOGITS else key
         if implementation == "fast":
-            if key not in terms:
-                terms[key] = label_terms(head_labels, ignore_label, class_weights)
             safe_labels, weights = terms[key]
+            if mask is not None:
+                weights = weights * mask
             sums[name] = softmax_cross_entropy_sum(logits, safe_labels, weights)
-            counts.setdefault(key, tf.reduce_sum(weights))
+            counts.setdefault(count_key, tf.reduce_sum(weights))
         else:
-            sums[name], count = masked_cross_entropy(head_labels, logits, ignore_label, class_weights)
-            counts.setdefault(key, count)
+            sums[name], count = masked_cross_entropy(head_labels, logits, ignore_label, class_weights, pixel_mask=mask)
+            counts.setdefault(count_key, count)
     if context is not None and num_replicas > 1:
         counts = {key: context.all_reduce(tf.distribute.ReduceOp.SUM, count) for key, count in counts.items()}
     denominators = {key: tf.maximum(count, 1.0) for key, count in counts.items()}

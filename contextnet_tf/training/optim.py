@@ -37,7 +37,7 @@ def make_optimizer(name, learning_rate, momentum=0.9, loss_scale=False, ema_mome
     """
     if ema_momentum is not None and not 0 < ema_momentum < 1:
         raise ValueError(f"ema_momentum must be in (0, 1), got {ema_momentum!r}")
-    ema = dict(use_ema=ema_momentum is not None, ema_momentum=0.99 if ema_momentum is None else ema_momentum)
+    ema = {} if ema_momentum is None else dict(use_ema=True, ema_momentum=ema_momentum)
     if name == "rmsprop":
         optimizer = keras.optimizers.RMSprop(
             learning_rate=learning_rate, rho=RMSPROP_RHO, momentum=momentum, epsilon=RMSPROP_EPSILON, **ema
