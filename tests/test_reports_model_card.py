@@ -130,8 +130,8 @@ def test_card_names_class_weighting_mining_averaging_and_initialisation(finished
 
 
 def test_publish_at_an_input_scale_records_it_in_the_model_and_evaluates_there(finished_run, tmp_path):
-    """A model trained on upscaled crops is published at its input scale: the published file carries it, and the
-    single-scale number is the model on images resized by that factor."""
+    """A model published at another input scale than its run trained at: the published file carries it, the
+    single-scale number is the model on images resized by that factor, and the card says it was trained at x1."""
     config, _ = finished_run
     out = str(tmp_path / "pretrained")
     result = model_card.publish(config.workdir, "up", out, input_scale=1.5, log=lambda *_: None)
@@ -149,6 +149,7 @@ def test_publish_at_an_input_scale_records_it_in_the_model_and_evaluates_there(f
     card = open(os.path.join(out, "up.md")).read()
     assert f"**{100 * result['plain']['miou']:.1f}%** (single scale, input resized x1.5)" in card
     assert "input_scale` in its config" in card
+    assert "its training ran at x1: serving at x1.5 was chosen after training" in card  # config.input_scale is 1
     with pytest.raises(ValueError, match="input_scale"):
         model_card.publish(config.workdir, "up", out, input_scale=0)
     plain = model_card.publish(config.workdir, "plain", out, log=lambda *_: None)  # default: the run's own scale

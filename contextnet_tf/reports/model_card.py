@@ -293,8 +293,8 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
         hardware: a line describing where the run trained (default: this machine's CPU).
         notes: extra markdown for the card (what was tried, limits).
         input_scale: None (the default) keeps the model's own `input_scale` (what it was trained with,
-            `TrainConfig.input_scale`); a number records that scale in the published model instead (for a run
-            trained on upscaled crops before models carried their scale). The single-scale evaluation runs there:
+            `TrainConfig.input_scale`); a number records that scale in the published model instead (a run
+            trained at one scale and served at another, which the card then says). The single-scale evaluation runs there:
             images resized by this factor, logits back to the label size; evaluate.py, predict.py and the exports
             read it from the published file.
         selection_run: for a model trained on every frame there is (CamVid ``trainval``), the run folder of the
@@ -393,8 +393,12 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
                     f"--data_dir={data_dir} --split={split}")
     eval_tta = eval_command + (" --flip" if flip else "") + (f" --scales={scales_text}" if other_scales else "")
     single = "single scale" if input_scale == 1.0 else f"single scale, input resized x{input_scale:g}"
+    trained_at = float(final.input_scale)
+    served = ("the scale it was trained and evaluated at" if trained_at == input_scale else
+              f"the scale it is evaluated and served at (its training ran at x{trained_at:g}: serving at "
+              f"x{input_scale:g} was chosen after training)")
     size_note = "" if input_scale == 1.0 else (
-        f"; it runs on images resized x{input_scale:g}, the scale it was trained and evaluated at: the model "
+        f"; it runs on images resized x{input_scale:g}, {served}: the model "
         "records it (`input_scale` in its config) and evaluate.py, predict.py and the exports use it; `--scales` "
         "overrides")
     first = chain[0][1]
