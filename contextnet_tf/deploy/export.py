@@ -1,7 +1,8 @@
 """Export for deployment: SavedModel, TFLite float32 and int8, ONNX, each running the model as it was measured.
 
 A `SegmentationModel` carries the input scale ``s`` it runs at (`model.input_scale`: 1 for the published CamVid
-models, 2 for the Fast-SCNN published before 2026-12-06). Every export runs it exactly as `Predictor` and `evaluate` do (`serving_function`):
+models, 2 for the Fast-SCNN published before 2026-12-06). Every export runs it exactly as `Predictor` and `evaluate`
+do (`serving_function`):
 
 * an image of (h, w) is resized bilinearly to ``scaled_size(h, w, s)`` (`contextnet_tf.evaluation.prediction`: the
   aspect ratio kept, the same rounding), the network runs there, and the result comes back at (h, w);

@@ -294,9 +294,9 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
         notes: extra markdown for the card (what was tried, limits).
         input_scale: None (the default) keeps the model's own `input_scale` (what it was trained with,
             `TrainConfig.input_scale`); a number records that scale in the published model instead (a run
-            trained at one scale and served at another, which the card then says). The single-scale evaluation runs there:
-            images resized by this factor, logits back to the label size; evaluate.py, predict.py and the exports
-            read it from the published file.
+            trained at one scale and served at another, which the card then says). The single-scale evaluation
+            runs there: images resized by this factor, logits back to the label size; evaluate.py, predict.py and
+            the exports read it from the published file.
         selection_run: for a model trained on every frame there is (CamVid ``trainval``), the run folder of the
             same recipe trained without a held-out part (``--holdout_sequence``): its weights are evaluated on its
             own validation split, the part it never saw, and published beside the model as
