@@ -328,3 +328,46 @@ def test_aspect_stretches_the_width_alone():
         assert plain[0].scaled_size[0] == stretched[0].scaled_size[0] and bool(plain[0].flip) == bool(stretched[0].flip)
         for field in ("brightness", "contrast", "saturation", "hue", "channel_noise"):
             np.testing.assert_array_equal(getattr(plain[1], field), getattr(stretched[1], field))
+
+
+def _numbered_batch(size=8, shape=(20, 30)):
+    """Image i is filled with i (all channels), its labels with i."""
+    images = tf.constant(np.broadcast_to(np.arange(size, dtype=np.float32)[:, None, None, None], (size, *shape, 3)))
+    labels = tf.constant(np.broadcast_to(np.arange(size, dtype=np.int32)[:, None, None], (size, *shape)))
+    return images, labels
+
+
+def test_cutmix_pastes_one_box_of_the_previous_image_with_its_labels():
+    images, labels = _numbered_batch()
+    seed = tf.constant([4, 2])
+    mixed_images, mixed_labels = augment.cutmix(images, labels, seed, 1.0)
+    mixed_images, mixed_labels = mixed_images.numpy(), mixed_labels.numpy()
+    boxes = augment.cutmix_boxes(seed, 8, tf.constant([20, 30]), 1.0).numpy()
+    pasted_somewhere = 0
+    for i, (top, left, bottom, right) in enumerate(boxes):
+        assert 0 <= top <= bottom <= 20 and 0 <= left <= right <= 30
+        inside = np.zeros((20, 30), bool)
+        inside[top:bottom, left:right] = True
+        np.testing.assert_array_equal(mixed_labels[i], np.where(inside, (i - 1) % 8, i))  # exactly the box
+        np.testing.assert_array_equal(mixed_images[i, ..., 0], mixed_labels[i])  # pixels travel with labels
+        pasted_somewhere += inside.any()
+    assert pasted_somewhere >= 6
+    again = augment.cutmix(images, labels, seed, 1.0)[1].numpy()
+    np.testing.assert_array_equal(again, mixed_labels)  # stateless
+    assert not np.array_equal(augment.cutmix(images, labels, tf.constant([5, 2]), 1.0)[1].numpy(), mixed_labels)
+
+
+def test_cutmix_probability_and_sizes():
+    size = tf.constant([100, 100])
+    none = augment.cutmix_boxes(tf.constant([0, 1]), 500, size, 0.0).numpy()
+    assert not none.any()
+    boxes = augment.cutmix_boxes(tf.constant([0, 1]), 2000, size, 0.5).numpy()
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / 1e4
+    assert 0.45 < (area > 0).mean() < 0.55  # about half the images get a box
+    # An unclipped box covers a uniform fraction of the image (mean 1/2); clipping at the border shrinks it.
+    assert 0.15 < area[area > 0].mean() < 0.5 and area.max() > 0.8
+    images, labels = _numbered_batch(size=1)
+    one = augment.cutmix(images, labels, tf.constant([0, 1]), 1.0)  # a batch of one mixes with itself
+    np.testing.assert_array_equal(one[1].numpy(), labels.numpy())
+    with pytest.raises(ValueError, match="cutmix must be a probability"):
+        augment.AugmentConfig(cutmix=1.5)

@@ -173,3 +173,22 @@ def test_real_camvid():
     ds = data.make_dataset("camvid", CAMVID_DIR, "train", training=True, batch_size=2, crop_size=(256, 256), seed=0)
     images, labels = _batches(ds, 1)[0]
     assert images.shape == (2, 256, 256, 3) and set(np.unique(labels)) <= set(range(11)) | {255}
+
+
+def test_cutmix_mixes_batches_and_leaves_the_examples_draws_alone(city):
+    def make(cutmix):
+        config = data.AugmentConfig(cutmix=cutmix)
+        return _batches(data.make_dataset("synthetic", city, "train", training=True, batch_size=3, crop_size=(32, 40),
+                                          seed=5, deterministic=True, augment_config=config), 4)
+
+    plain, mixed, again = make(0.0), make(1.0), make(1.0)
+    changed = 0
+    for (images, labels), (mixed_images, mixed_labels), (again_images, _) in zip(plain, mixed, again):
+        np.testing.assert_array_equal(mixed_images, again_images)  # seeded
+        pasted = np.any(mixed_images != images, axis=-1) | (mixed_labels != labels)
+        rolled_images, rolled_labels = np.roll(images, 1, axis=0), np.roll(labels, 1, axis=0)
+        # Every pixel is either the example's own (the same draws as without CutMix) or the previous example's.
+        np.testing.assert_array_equal(mixed_images[pasted], rolled_images[pasted])
+        np.testing.assert_array_equal(mixed_labels[pasted], rolled_labels[pasted])
+        changed += int(pasted.any())
+    assert changed >= 2

@@ -44,10 +44,12 @@ def test_presets_attribute_to_each_paper_only_what_it_states():
         assert set(fields) <= set(PRESETS[preset])
 
 
-def test_scale_range_and_augment_override_a_preset():
+def test_scale_range_augment_and_cutmix_override_a_preset():
     config = TrainConfig.from_preset("fast_scnn_paper", augment="camvid_strong", scale_range=(1.0, 2.5))
     effective = inputs.augment_config(config)
     assert effective.scale_range == (1.0, 2.5) and effective.hue_delta == augment.CAMVID_STRONG.hue_delta
+    assert effective.cutmix == 0.0 and TrainConfig.from_preset("fast_scnn_paper").cutmix == 0.0  # off in the presets
+    assert inputs.augment_config(TrainConfig.from_preset("fast_scnn_paper", cutmix=0.5)).cutmix == 0.5
     with pytest.raises(ValueError, match="augment must be one of"):
         TrainConfig(augment="heavy")
 

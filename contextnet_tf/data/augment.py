@@ -66,6 +66,9 @@ class AugmentConfig:
         hue_delta: hue rotation, uniform in [-delta, delta] of a full turn (as `tf.image.random_hue`'s max_delta).
         channel_noise_std: standard deviation of an independent Gaussian offset per colour channel.
         aspect_range: (min, max) of a factor on the width's scale alone, log-uniform (1, 1: none).
+        cutmix: probability that an image of a training batch gets a box of another image of the batch pasted in,
+            labels too (`cutmix`; 0: never). Not in either paper: this project's option. It acts on batches, not on
+            examples, so it is not one of `ops()`.
 
     The defaults are every operation either paper lists (`BOTH_PAPERS`), with this project's magnitudes.
     """
@@ -78,6 +81,7 @@ class AugmentConfig:
     hue_delta: float = 0.05
     channel_noise_std: float = 6.0
     aspect_range: tuple = (1.0, 1.0)
+    cutmix: float = 0.0
 
     def __post_init__(self):
         for name in ("scale_range", "contrast_range", "saturation_range", "aspect_range"):
@@ -91,6 +95,8 @@ class AugmentConfig:
         for name in ("brightness_delta", "hue_delta", "channel_noise_std"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"AugmentConfig.{name} must be zero or positive, got {getattr(self, name)!r}")
+        if not 0 <= self.cutmix <= 1:
+            raise ValueError(f"AugmentConfig.cutmix must be a probability in [0, 1], got {self.cutmix!r}")
 
     def ops(self):
         """The names of the operations this configuration switches on, in the order of `OPS`.
@@ -200,6 +206,45 @@ def sample(seed, image_size, crop_size, config):
         * tf.random.stateless_normal([3], tf.random.experimental.stateless_fold_in(seed, _NOISE_SEED)),
     )
     return Geometry(scaled, offset, flip), jitter
+
+
+def cutmix_boxes(seed, batch_size, image_size, probability):
+    """Draws the boxes of `cutmix`: int32 [B, 4] rows (top, left, bottom, right), empty where no box is pasted.
+
+    As in CutMix (Yun et al., 2019): the kept fraction of the image ``lambda`` is uniform in [0, 1], the box has
+    sides ``sqrt(1 - lambda)`` of the image's, its centre is uniform over the image and it is clipped at the border
+    (so a box near the border is smaller). Each image gets one with probability `probability`.
+    """
+    u = tf.random.stateless_uniform([batch_size, 4], seed)
+    size = tf.cast(image_size, tf.float32)  # (H, W)
+    side = tf.sqrt(u[:, 1:2]) * size  # 1 - lambda is uniform too
+    centre = u[:, 2:4] * size
+    low = tf.clip_by_value(tf.round(centre - side / 2), 0.0, size)
+    high = tf.clip_by_value(tf.round(centre + side / 2), 0.0, size)
+    boxes = tf.cast(tf.concat([low, high], axis=1), tf.int32)
+    return tf.where(u[:, :1] < probability, boxes, tf.zeros_like(boxes))
+
+
+def cutmix(images, labels, seed, probability):
+    """CutMix for dense labels: image ``i`` of the batch gets a box of image ``i - 1`` (cyclically), labels too.
+
+    Args:
+        images: float32 [B, H, W, 3].
+        labels: int32 [B, H, W] (ignored pixels travel with their box like any other label).
+        seed: int32/int64 tensor [2] of this batch (stateless: the same seed pastes the same boxes).
+        probability: chance that an image gets a box (`cutmix_boxes`). A batch of one is returned unchanged.
+
+    Returns:
+        (images, labels) of the same shapes; every pixel comes from exactly one of the two images, with its label.
+    """
+    shape = tf.shape(labels)
+    boxes = cutmix_boxes(seed, shape[0], shape[1:3], probability)
+    rows = tf.range(shape[1])[None, :, None]
+    cols = tf.range(shape[2])[None, None, :]
+    top, left, bottom, right = (boxes[:, i, None, None] for i in range(4))
+    inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)  # [B, H, W]
+    mixed_images = tf.where(inside[..., None], tf.roll(images, 1, axis=0), images)
+    return mixed_images, tf.where(inside, tf.roll(labels, 1, axis=0), labels)
 
 
 def _valid_window(geometry, crop_size):

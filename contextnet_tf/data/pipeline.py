@@ -21,6 +21,8 @@ from contextnet_tf.data import decode, files, labels, tfds_source
 SOURCES = ("files", "tfds")
 # Shuffle buffer for tfds examples, which are encoded images (about 2 MB each) rather than file names.
 TFDS_SHUFFLE_BUFFER = 128
+# Folded into (pipeline seed, batch index) for the boxes of `augment.cutmix`.
+CUTMIX_SEED = 3
 
 
 def make_dataset(
@@ -145,6 +147,13 @@ def make_dataset(
 
     ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch, drop_remainder=training)
+    if training and config.cutmix > 0:  # batch-level, seeded apart from the examples (whose draws do not change)
+
+        def mix(index, batch_element):
+            batch_seed = tf.random.experimental.stateless_fold_in(tf.stack([base_seed, index]), CUTMIX_SEED)
+            return augment_lib.cutmix(*batch_element, batch_seed, config.cutmix)
+
+        ds = ds.enumerate().map(mix, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = bool(deterministic or not training)

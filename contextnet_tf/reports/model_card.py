@@ -118,6 +118,8 @@ def _extras(config):
     if config.ohem_threshold is not None:
         parts.append(f"hard-example mining of the main loss (true-class probability < {config.ohem_threshold:g}, "
                      f"at least {config.ohem_min_kept} pixels per image)")
+    if config.cutmix:
+        parts.append(f"CutMix of the batches (probability {config.cutmix:g})")
     if config.ema_momentum is not None:
         parts.append(f"weights: moving average of momentum {config.ema_momentum:g}")
     if config.init_from:

@@ -5,7 +5,8 @@ seeded with ``hash(seed, e)`` (its own shuffle and augmentation draws, determini
 rebuilds epoch ``e``'s pipeline and skips the ``s % steps_per_epoch`` batches already consumed: at most one epoch of
 input is replayed, never the whole run. The pipeline repeats, so an epoch never runs short, whatever the sharding.
 
-The augmentation is the run's own: `augment_config` (the named `TrainConfig.augment` with the run's scale range).
+The augmentation is the run's own: `augment_config` (the named `TrainConfig.augment` with the run's scale range and
+CutMix probability).
 """
 
 import dataclasses
@@ -23,8 +24,10 @@ def epoch_seed(seed, epoch):
 
 
 def augment_config(config):
-    """The `data.AugmentConfig` a run trains with: ``AUGMENTATIONS[config.augment]`` at ``config.scale_range``."""
-    return dataclasses.replace(AUGMENTATIONS[config.augment], scale_range=tuple(config.scale_range))
+    """The `data.AugmentConfig` a run trains with: ``AUGMENTATIONS[config.augment]`` at ``config.scale_range``, with
+    ``config.cutmix``."""
+    return dataclasses.replace(AUGMENTATIONS[config.augment], scale_range=tuple(config.scale_range),
+                               cutmix=config.cutmix)
 
 
 def _make_epoch_dataset(config, input_context, epoch, skip, take):
