@@ -157,6 +157,26 @@ def test_publish_at_an_input_scale_records_it_in_the_model_and_evaluates_there(f
     assert plain["plain"]["scales"] == [1.0] and load_model(os.path.join(out, "plain.keras")).input_scale == 1.0
 
 
+def test_card_of_a_model_served_at_the_scale_it_trained_at(finished_run, tmp_path):
+    """A run whose record says it trained at x1.5, published at x1.5: the card says that is the scale it was trained
+    and evaluated at (the other wording, "chosen after training", would be false)."""
+    import shutil
+
+    config, _ = finished_run
+    run = str(tmp_path / "run_x1.5")
+    shutil.copytree(config.workdir, run)
+    with open(os.path.join(run, "config.json")) as f:
+        fields = json.load(f)
+    assert fields["input_scale"] == 1.0
+    with open(os.path.join(run, "config.json"), "w") as f:
+        json.dump({**fields, "input_scale": 1.5, "workdir": run}, f)
+    out = str(tmp_path / "pretrained")
+    model_card.publish(run, "same", out, input_scale=1.5, log=lambda *_: None)
+    card = open(os.path.join(out, "same.md")).read()
+    assert "it runs on images resized x1.5, the scale it was trained and evaluated at" in card
+    assert "chosen after training" not in card
+
+
 def test_evaluate_py_runs_a_model_at_its_own_input_scale(finished_run, tmp_path):
     """Without --scales, evaluate.py runs a model at the input scale its file records (and says so); an explicit
     --scales wins."""
