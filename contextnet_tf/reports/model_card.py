@@ -111,7 +111,7 @@ trained with the settings before it.
 
 
 def _extras(config):
-    """The recipe's departures from the papers' loss and initialisation, for the card's training row."""
+    """The recipe's departures from the papers' loss, batches and initialisation, for the card's training row."""
     parts = []
     if config.class_weighting != "none":
         parts.append(f"{config.class_weighting} class weighting (run's class_weights.json)")
