@@ -298,7 +298,7 @@ def test_a_staged_run_is_checked_stage_by_stage_against_its_staged_selection_run
                                  init_from=os.path.join(final1.workdir, "final.keras"))
     for config in (sel2, final2):
         train(config)
-    assert [folder for folder, _ in model_card.stages(final2.workdir)] == [final1.workdir, final2.workdir]
+    assert [stage.run_dir for stage in model_card.stages(final2.workdir)] == [final1.workdir, final2.workdir]
     assert model_card.stage_differences(sel2.workdir, final2.workdir) == {}
     out = str(tmp_path / "pretrained")
     result = model_card.publish(final2.workdir, "tiny", out, selection_run=sel2.workdir, log=lambda *_: None)

@@ -183,6 +183,13 @@ def test_curves_average_the_seeds_at_their_common_steps_and_say_whether_still_ri
     flat = seeded.still_rising(curves["b"])
     assert flat["verdict"] == "inconclusive" and flat["steps"] == [100, 200] and flat["difference"] == pytest.approx(0.0)
     assert seeded.still_rising({"steps": [100], "values": [[0.1]]}) is None
+    # The record's curves and verdicts, and the notebooks' one line per arm with two evaluations or more.
+    record = seeded.add_curves({"arms": {}}, {**runs, "c": [Run("c0", [(100, 0.5)])]})
+    assert record["curves"]["a"] == curves["a"] and record["still_rising"]["c"] is None
+    assert record["still_rising"]["b"] == flat
+    assert seeded.still_rising_lines(record) == [
+        f"a: step 100 -> 200: +10.00 points ({record['still_rising']['a']['reason']}); still rising by the rule: True",
+        f"b: step 100 -> 200: +0.00 points ({flat['reason']}); still rising by the rule: False"]
 
 
 def test_evaluation_arms_join_the_record():

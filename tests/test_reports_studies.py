@@ -235,3 +235,32 @@ def test_study_recipe_gives_an_arm_its_overrides_and_leaves_unset_class_weightin
     with pytest.raises(TypeError):
         studies.ContextNetRecipe(dataset="camvid", data_dir="/d", runs_root="r", holdout_sequence=None, steps=5,
                                  batch_size=1, crop=(8, 8))  # the ContextNet notebooks always name their weighting
+
+
+def test_budget_check_trains_each_arm_again_at_the_smaller_budget_and_judges_it(tmp_path):
+    """`StudyRecipe.budget_check`: the arms again at fewer steps, each a full schedule of its own in the smaller
+    recipe's folder, judged against the runs given at the recipe's own steps (which are not retrained)."""
+    from contextnet_tf.reports import seeded
+
+    city = str(tmp_path / "city")
+    data.generate_synthetic_city(city, num_train=8, num_val=2, image_size=(64, 128), seed=0)
+    recipe = studies.ContextNetRecipe(dataset="synthetic", data_dir=city, runs_root=str(tmp_path / "runs"),
+                                      holdout_sequence=None, steps=4, batch_size=2, crop=(64, 64),
+                                      class_weighting="none", evals=2)
+    runs = seeded.run_arms(recipe.study_dir, {"cn14-detail": recipe.config("cn14-detail")}, [0], progress=None)
+    mtime = os.path.getmtime(os.path.join(runs["cn14-detail"][0].workdir, "final.keras"))
+    record = recipe.budget_check(runs, 2, [0], progress=None)
+    smaller_dir = dataclasses.replace(recipe, steps=2).study_dir
+    assert smaller_dir != recipe.study_dir and smaller_dir.endswith("contextnet_synthetic_val_s2_b2_c64x64_none")
+    with open(os.path.join(smaller_dir, "cn14-detail_s0", "config.json")) as f:
+        assert json.load(f)["steps"] == 2  # a full schedule of 2 steps, not the first 2 of 4
+    assert os.path.getmtime(os.path.join(runs["cn14-detail"][0].workdir, "final.keras")) == mtime
+    assert record["budgets"] == [2, 4] and list(record["arms"]) == ["cn14-detail @ 2", "cn14-detail @ 4"]
+    assert record["arms"]["cn14-detail @ 4"]["runs"][0]["workdir"] == runs["cn14-detail"][0].workdir
+    (comparison,) = record["comparisons"]
+    assert (comparison["baseline"], comparison["arm"], comparison["claim"]) == (
+        "cn14-detail @ 2", "cn14-detail @ 4", "higher")
+    assert comparison["verdict"] == "inconclusive"  # one seed: the rule does not judge
+    for budget in (0, 4, 5):
+        with pytest.raises(ValueError, match="between 0 and the study's 4"):
+            recipe.budget_check(runs, budget, [0], progress=None)

@@ -28,6 +28,7 @@ import json
 import os
 import shlex
 import tempfile
+import typing
 
 import tensorflow as tf
 
@@ -151,9 +152,20 @@ def earlier_stage(config):
     return folder if os.path.exists(os.path.join(folder, "config.json")) else None
 
 
+class Stage(typing.NamedTuple):
+    """One run of a staged schedule (`stages`), its record read once: the folder, the settings it started with
+    (``config.json``: what its command reproduces), its ``config_changes.jsonl`` records (`read_config_changes`) and
+    the settings in force at its end (`config_after`: what its weights were trained with last)."""
+
+    run_dir: str
+    started: TrainConfig
+    changes: list
+    settings: TrainConfig
+
+
 def stages(run_dir):
-    """``[(run_dir, settings)]`` of a run and the runs it continues (`earlier_stage`, followed back), first stage
-    first; `settings` are the ones in force at each run's end (`config_after`)."""
+    """``[Stage]`` of a run and the runs it continues (`earlier_stage`, followed back), first stage first; each
+    run's record is read once."""
     chain, seen = [], set()
     while run_dir:
         key = os.path.realpath(run_dir)
@@ -161,21 +173,23 @@ def stages(run_dir):
             raise ValueError(f"{run_dir}: the runs' --init_from files form a loop")
         seen.add(key)
         config = read_config(run_dir)
-        chain.append((run_dir, config_after(config, read_config_changes(run_dir))))
+        changes = read_config_changes(run_dir)
+        chain.append(Stage(run_dir, config, changes, config_after(config, changes)))
         run_dir = earlier_stage(config)
     return chain[::-1]
 
 
 def stage_differences(selection_run, final_run):
-    """{field: (selection value, final value)} over every stage of two staged runs (`stages`): the number of stages,
-    and each pair of stages' `recipe_differences` (named ``stage N: field`` but for the last stage); where both
-    stages continue an earlier stage, only which checkpoint file they continue from must agree. Empty when
-    `final_run` trains, stage by stage, the recipe `selection_run` measured."""
-    selection_chain, final_chain = stages(selection_run), stages(final_run)
+    """{field: (selection value, final value)} over every stage of two staged runs (run folders, or their
+    `stages`): the number of stages, and each pair of stages' `recipe_differences` (named ``stage N: field`` but
+    for the last stage); where both stages continue an earlier stage, only which checkpoint file they continue
+    from must agree. Empty when `final_run` trains, stage by stage, the recipe `selection_run` measured."""
+    selection_chain, final_chain = (run if isinstance(run, list) else stages(run) for run in (selection_run, final_run))
     if len(selection_chain) != len(final_chain):
         return {"stages": (len(selection_chain), len(final_chain))}
     differences = {}
-    for index, ((_, selection), (_, final)) in enumerate(zip(selection_chain, final_chain)):
+    for index, (selection, final) in enumerate(
+            zip((stage.settings for stage in selection_chain), (stage.settings for stage in final_chain))):
         found = recipe_differences(selection, final)
         if index > 0 and "init_from" in found:  # each continues its own chain's previous stage
             del found["init_from"]
@@ -187,20 +201,21 @@ def stage_differences(selection_run, final_run):
     return differences
 
 
-def _check_selection(selection_run, run_dir, config):
-    """Raises ValueError unless `selection_run` (and each stage it continues) measured `run_dir`'s recipe on frames
-    `run_dir` trained on and its own validation split never trained on."""
-    selection_chain = stages(selection_run)
-    selection = selection_chain[-1][1]
-    for stage_dir, stage in selection_chain:
-        if read_config_changes(stage_dir):
-            raise ValueError(f"selection run {stage_dir} was resumed with changed settings: its recipe is not "
+def _check_selection(selection_run, selection_chain, run_dir, chain):
+    """Raises ValueError unless `selection_run` (and each stage it continues: `selection_chain`, its `stages`)
+    measured `run_dir`'s recipe (`chain`, its `stages`) on frames `run_dir` trained on and its own validation split
+    never trained on."""
+    selection = selection_chain[-1].settings
+    config = chain[-1].started
+    for stage in selection_chain:
+        if stage.changes:
+            raise ValueError(f"selection run {stage.run_dir} was resumed with changed settings: its recipe is not "
                              "one command")
-        if stage.train_split != selection.train_split:
-            raise ValueError(f"selection run {selection_run} continues {stage_dir}, which trained on "
-                             f"{stage.train_split!r}, not {selection.train_split!r}: it may have seen "
+        if stage.settings.train_split != selection.train_split:
+            raise ValueError(f"selection run {selection_run} continues {stage.run_dir}, which trained on "
+                             f"{stage.settings.train_split!r}, not {selection.train_split!r}: it may have seen "
                              f"{selection.val_split!r}")
-    differences = stage_differences(selection_run, run_dir)
+    differences = stage_differences(selection_chain, chain)
     if differences:
         listed = ", ".join(f"{key}: {a!r} (selection) vs {b!r}" for key, (a, b) in sorted(differences.items()))
         raise ValueError(f"{run_dir} does not train the recipe its selection run {selection_run} measured: "
@@ -216,7 +231,7 @@ def _stacked_metrics(chain, path):
     the previous stage's end (one curve for the whole schedule); returns the total steps."""
     offset = 0
     with open(path, "w") as out:
-        for run_dir, settings in chain:
+        for run_dir, _, _, settings in chain:
             with open(os.path.join(run_dir, "metrics.jsonl")) as f:
                 for line in f:
                     if line.strip():
@@ -315,10 +330,12 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
         raise ValueError(f"checkpoint must be 'final' or 'best', got {checkpoint!r}")
     if input_scale is not None and not input_scale > 0:
         raise ValueError(f"input_scale must be positive, got {input_scale!r}")
-    config = read_config(run_dir)  # the settings the run started with
-    records = read_config_changes(run_dir)
-    final = config_after(config, records)  # the settings in force at the end (config itself without changes)
-    selection = _check_selection(selection_run, run_dir, config) if selection_run else None
+    chain = stages(run_dir)  # every run's record, read once
+    selection_chain = stages(selection_run) if selection_run else []
+    config = chain[-1].started  # the settings the run started with
+    records = chain[-1].changes
+    final = chain[-1].settings  # the settings in force at the end (config itself without changes)
+    selection = _check_selection(selection_run, selection_chain, run_dir, chain) if selection_run else None
     if isinstance(speed_report, str):
         with open(speed_report) as f:
             speed_report = json.load(f)
@@ -361,8 +378,6 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
                            **({"tta": tta, "tta_setting": tta_label} if tta else {})}, metrics_path)
     curve_path = os.path.join(out_dir, f"{name}_curve.png")
     val_label = "held-out (selection run)" if selection else "val"
-    chain = stages(run_dir)
-    selection_chain = stages(selection_run) if selection else []
     with tempfile.TemporaryDirectory() as folder:  # one curve over every stage of a staged run
         train_metrics = os.path.join(folder, "train.jsonl")
         total_steps = _stacked_metrics(chain, train_metrics)
@@ -374,17 +389,17 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
                             val_metrics_path=val_metrics, val_label=val_label)
 
     def chain_seconds(runs):
-        times = [training_wall_time(stage_dir) for stage_dir, _ in runs]
+        times = [training_wall_time(stage.run_dir) for stage in runs]
         return None if None in times else sum(times)
 
     def chain_commands(runs):
         if len(runs) == 1:
-            return train_command(read_config(runs[0][0]))
+            return train_command(runs[0].started)
         return "\n".join(
             f"# stage {index + 1} of {len(runs)}"
-            + (" (resumed with changed settings: see its config_changes.jsonl)" if read_config_changes(stage_dir)
-               else "") + f"\n{train_command(read_config(stage_dir))}"
-            for index, (stage_dir, _) in enumerate(runs))
+            + (" (resumed with changed settings: see its config_changes.jsonl)" if stage.changes else "")
+            + f"\n{train_command(stage.started)}"
+            for index, stage in enumerate(runs))
 
     seconds = chain_seconds(chain)
     num_train = len(data.list_examples(config.dataset, config.data_dir, config.train_split))
@@ -403,11 +418,12 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
         f"; it runs on images resized x{input_scale:g}, {served}: the model "
         "records it (`input_scale` in its config) and evaluate.py, predict.py and the exports use it; `--scales` "
         "overrides")
-    first = chain[0][1]
+    first = chain[0].settings
     origin = f"fine-tuned from `{first.init_from}`" if first.init_from else "trained from scratch"
     if len(chain) > 1:
+        all_steps = sum(_stage_steps(stage.settings) for stage in chain)
         origin += (f" in {len(chain)} stages (each a run initialised from the previous stage's "
-                   f"`{os.path.basename(config.init_from)}`; {sum(_stage_steps(c) for _, c in chain)} steps in all)")
+                   f"`{os.path.basename(config.init_from)}`; {all_steps} steps in all)")
     changed = sorted({name for record in records for name in record["changes"]})
     changed_note = (f" (as started; {', '.join(changed)} changed during the run: see *Settings changed during the "
                     "run*)") if records else ""

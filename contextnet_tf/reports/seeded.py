@@ -285,6 +285,22 @@ def still_rising(curve):
     return {**result, "steps": curve["steps"][-2:]}
 
 
+def add_curves(record, runs, metric="miou"):
+    """Adds to a `results_record` its arms' validation curves (``record["curves"]``, `curves` of `runs`) and whether
+    each was still rising at its end (``record["still_rising"]``, `still_rising`); returns the record."""
+    record["curves"] = curves(runs, metric)
+    record["still_rising"] = {arm: still_rising(curve) for arm, curve in record["curves"].items()}
+    return record
+
+
+def still_rising_lines(record):
+    """One line per arm of a `results_record` whose curve has two evaluations or more: the last two steps, the
+    change in points and whether the arm was still rising at its end by the rule (`still_rising`)."""
+    return [f"{arm}: step {rising['steps'][0]} -> {rising['steps'][1]}: {100 * rising['difference']:+.2f} points "
+            f"({rising['reason']}); still rising by the rule: {rising['verdict'] == 'reproduced'}"
+            for arm, rising in record["still_rising"].items() if rising is not None]
+
+
 def budget_record(runs_by_budget, metric="miou", split=None):
     """Whether each arm still gains from a larger budget: the same arms trained at several budgets, each a full
     schedule (unlike the points of one run's curve, whose end the poly schedule bends upwards).

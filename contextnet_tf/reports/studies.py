@@ -256,6 +256,24 @@ class StudyRecipe:
             folder += f"_{self.class_weighting}"
         return os.path.join(self.runs_root, folder)
 
+    def budget_check(self, runs, budget, seeds, progress=print):
+        """Whether the study's budget still gains over a smaller one: each arm of `runs` (``{arm: [StudyRun]}``, this
+        recipe's `seeded.run_arms` with arms named after their model, e.g. ``cn14``) trained again for `budget` steps
+        and `seeds`, a full schedule of its own in the smaller recipe's `study_dir` (finished runs are reused), judged
+        by `seeded.budget_record` against `runs` at this recipe's steps.
+
+        The end of one run's curve is bent upwards by the poly schedule, so it cannot say alone whether a budget has
+        reached a plateau; two full schedules can.
+        """
+        from contextnet_tf.reports import seeded
+
+        if not 0 < budget < self.steps:
+            raise ValueError(f"the budget check's steps must be between 0 and the study's {self.steps}, got {budget}")
+        smaller = dataclasses.replace(self, steps=budget)
+        smaller_runs = seeded.run_arms(smaller.study_dir, {arm: smaller.config(arm) for arm in runs}, seeds,
+                                       progress=progress)
+        return seeded.budget_record({budget: smaller_runs, self.steps: runs})
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ContextNetRecipe(StudyRecipe):
