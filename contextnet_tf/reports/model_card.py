@@ -180,11 +180,15 @@ def stages(run_dir):
 
 
 def stage_differences(selection_run, final_run):
-    """{field: (selection value, final value)} over every stage of two staged runs (run folders, or their
-    `stages`): the number of stages, and each pair of stages' `recipe_differences` (named ``stage N: field`` but
-    for the last stage); where both stages continue an earlier stage, only which checkpoint file they continue
-    from must agree. Empty when `final_run` trains, stage by stage, the recipe `selection_run` measured."""
-    selection_chain, final_chain = (run if isinstance(run, list) else stages(run) for run in (selection_run, final_run))
+    """{field: (selection value, final value)} over every stage of two staged run folders: `chain_differences` of
+    their `stages`. Empty when `final_run` trains, stage by stage, the recipe `selection_run` measured."""
+    return chain_differences(stages(selection_run), stages(final_run))
+
+
+def chain_differences(selection_chain, final_chain):
+    """{field: (selection value, final value)} over two `stages` lists: the number of stages, and each pair of
+    stages' `recipe_differences` (named ``stage N: field`` but for the last stage); where both stages continue an
+    earlier stage, only which checkpoint file they continue from must agree."""
     if len(selection_chain) != len(final_chain):
         return {"stages": (len(selection_chain), len(final_chain))}
     differences = {}
@@ -201,10 +205,11 @@ def stage_differences(selection_run, final_run):
     return differences
 
 
-def _check_selection(selection_run, selection_chain, run_dir, chain):
-    """Raises ValueError unless `selection_run` (and each stage it continues: `selection_chain`, its `stages`)
-    measured `run_dir`'s recipe (`chain`, its `stages`) on frames `run_dir` trained on and its own validation split
-    never trained on."""
+def _check_selection(selection_chain, chain):
+    """Raises ValueError unless the selection run (the last of `selection_chain`, its `stages`, with each stage it
+    continues) measured the recipe of the run that ends `chain` on frames that run trained on and its own validation
+    split never trained on."""
+    selection_run, run_dir = selection_chain[-1].run_dir, chain[-1].run_dir
     selection = selection_chain[-1].settings
     config = chain[-1].started
     for stage in selection_chain:
@@ -215,7 +220,7 @@ def _check_selection(selection_run, selection_chain, run_dir, chain):
             raise ValueError(f"selection run {selection_run} continues {stage.run_dir}, which trained on "
                              f"{stage.settings.train_split!r}, not {selection.train_split!r}: it may have seen "
                              f"{selection.val_split!r}")
-    differences = stage_differences(selection_chain, chain)
+    differences = chain_differences(selection_chain, chain)
     if differences:
         listed = ", ".join(f"{key}: {a!r} (selection) vs {b!r}" for key, (a, b) in sorted(differences.items()))
         raise ValueError(f"{run_dir} does not train the recipe its selection run {selection_run} measured: "
@@ -231,14 +236,14 @@ def _stacked_metrics(chain, path):
     the previous stage's end (one curve for the whole schedule); returns the total steps."""
     offset = 0
     with open(path, "w") as out:
-        for run_dir, _, _, settings in chain:
-            with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        for stage in chain:
+            with open(os.path.join(stage.run_dir, "metrics.jsonl")) as f:
                 for line in f:
                     if line.strip():
                         record = json.loads(line)
                         record["step"] = record.get("step", 0) + offset
                         out.write(json.dumps(record) + "\n")
-            offset += _stage_steps(settings)
+            offset += _stage_steps(stage.settings)
     return offset
 
 
@@ -335,7 +340,7 @@ def publish(run_dir, name, out_dir, data_dir=None, checkpoint="final", flip=Fals
     config = chain[-1].started  # the settings the run started with
     records = chain[-1].changes
     final = chain[-1].settings  # the settings in force at the end (config itself without changes)
-    selection = _check_selection(selection_run, selection_chain, run_dir, chain) if selection_run else None
+    selection = _check_selection(selection_chain, chain) if selection_run else None
     if isinstance(speed_report, str):
         with open(speed_report) as f:
             speed_report = json.load(f)
