@@ -357,6 +357,46 @@ def test_cutmix_pastes_one_box_of_the_previous_image_with_its_labels():
     assert not np.array_equal(augment.cutmix(images, labels, tf.constant([5, 2]), 1.0)[1].numpy(), mixed_labels)
 
 
+def test_classmix_pastes_half_the_classes_of_the_previous_image_with_its_labels():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 11, size=(6, 16, 20)).astype(np.int32)
+    labels[:, :2] = 255  # ignored pixels are never pasted
+    labels[2] = np.where(labels[2] < 5, labels[2], 255)  # a source with five classes: three are pasted
+    images = (labels[..., None] + 1000 * np.arange(6)[:, None, None, None]).repeat(3, -1).astype(np.float32)
+    seed = tf.constant([7, 1])
+    mixed_images, mixed_labels = (t.numpy() for t in augment.classmix(images, labels, seed, 1.0, 11))
+    for i in range(6):
+        source = labels[(i - 1) % 6]
+        classes = sorted(set(np.unique(source)) - {255})
+        pasted = mixed_images[i, ..., 0] // 1000 == (i - 1) % 6  # the image number travels in the pixel values
+        pasted_classes = sorted(set(np.unique(source[pasted])))
+        assert len(pasted_classes) == (len(classes) + 1) // 2 and set(pasted_classes) <= set(classes)
+        # Exactly the pixels of the chosen classes, with their labels; the rest is the image's own.
+        np.testing.assert_array_equal(pasted, np.isin(source, pasted_classes))
+        np.testing.assert_array_equal(mixed_labels[i], np.where(pasted, source, labels[i]))
+        np.testing.assert_array_equal(mixed_images[i], np.where(pasted[..., None], images[(i - 1) % 6], images[i]))
+    again = augment.classmix(images, labels, seed, 1.0, 11)[1].numpy()
+    np.testing.assert_array_equal(again, mixed_labels)  # stateless
+    assert not np.array_equal(augment.classmix(images, labels, tf.constant([8, 1]), 1.0, 11)[1].numpy(), mixed_labels)
+    untouched = augment.classmix(images, labels, seed, 0.0, 11)
+    np.testing.assert_array_equal(untouched[1].numpy(), labels)
+    np.testing.assert_array_equal(untouched[0].numpy(), images)
+
+
+def test_classmix_classes_counts_and_probability():
+    present = tf.constant(np.random.default_rng(1).random((3000, 11)) < 0.5)
+    chosen = augment.classmix_classes(tf.constant([0, 3]), present, 0.5).numpy()
+    assert not (chosen & ~present.numpy()).any()  # only classes of the source
+    counts, wanted = chosen.sum(1), (present.numpy().sum(1) + 1) // 2
+    got_any = counts > 0
+    assert 0.45 < got_any.mean() < 0.55  # about half the images
+    np.testing.assert_array_equal(counts[got_any], wanted[got_any])  # ceil(n / 2) of n
+    frequency = chosen[got_any].sum(0) / present.numpy()[got_any].sum(0)
+    assert np.all(np.abs(frequency - frequency.mean()) < 0.05)  # no class favoured
+    with pytest.raises(ValueError, match="classmix must be a probability"):
+        augment.AugmentConfig(classmix=-0.1)
+
+
 def test_cutmix_probability_and_sizes():
     size = tf.constant([100, 100])
     none = augment.cutmix_boxes(tf.constant([0, 1]), 500, size, 0.0).numpy()

@@ -175,6 +175,28 @@ def test_real_camvid():
     assert images.shape == (2, 256, 256, 3) and set(np.unique(labels)) <= set(range(11)) | {255}
 
 
+def test_classmix_pastes_whole_classes_and_leaves_the_examples_draws_alone(city):
+    def make(classmix):
+        config = data.AugmentConfig(classmix=classmix)
+        return _batches(data.make_dataset("synthetic", city, "train", training=True, batch_size=3, crop_size=(32, 40),
+                                          seed=5, deterministic=True, augment_config=config), 4)
+
+    plain, mixed = make(0.0), make(1.0)
+    changed = 0
+    for (images, labels), (mixed_images, mixed_labels) in zip(plain, mixed):
+        rolled_images, rolled_labels = np.roll(images, 1, axis=0), np.roll(labels, 1, axis=0)
+        pasted = np.any(mixed_images != images, axis=-1) | (mixed_labels != labels)
+        np.testing.assert_array_equal(mixed_images[pasted], rolled_images[pasted])
+        np.testing.assert_array_equal(mixed_labels[pasted], rolled_labels[pasted])
+        for i in range(3):  # a class is pasted whole or not at all (where it differs from the image's own pixels)
+            for c in np.unique(rolled_labels[i][pasted[i]]):
+                where = (rolled_labels[i] == c) & (np.any(rolled_images[i] != images[i], -1) | (labels[i] != c))
+                assert mixed_labels[i][where].tolist() == [c] * int(where.sum())
+            assert 255 not in rolled_labels[i][pasted[i]]
+        changed += int(pasted.any())
+    assert changed >= 2
+
+
 def test_cutmix_mixes_batches_and_leaves_the_examples_draws_alone(city):
     def make(cutmix):
         config = data.AugmentConfig(cutmix=cutmix)

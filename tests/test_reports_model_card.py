@@ -119,7 +119,8 @@ def test_card_names_class_weighting_mining_averaging_and_initialisation(finished
     config, _ = finished_run
     assert model_card._extras(config) == ""
     tuned = TrainConfig(**{**json.loads(config.to_json()), "class_weighting": "enet", "init_from": "runs/a/final.keras",
-                           "ohem_threshold": 0.7, "ohem_min_kept": 5000, "ema_momentum": 0.99, "cutmix": 0.5})
+                           "ohem_threshold": 0.7, "ohem_min_kept": 5000, "ema_momentum": 0.99, "cutmix": 0.5,
+                           "classmix": 0.25})
     extras = model_card._extras(tuned)
     assert "enet class weighting" in extras and "initialised from `runs/a/final.keras`" in extras
     assert "(true-class probability < 0.7, at least 5000 pixels per image)" in extras
@@ -127,7 +128,8 @@ def test_card_names_class_weighting_mining_averaging_and_initialisation(finished
     command = model_card.train_command(tuned)
     assert "--class_weighting=enet" in command and "--init_from=runs/a/final.keras" in command
     assert "--ohem_threshold=0.7" in command and "--ohem_min_kept=5000" in command and "--ema_momentum=0.99" in command
-    assert "--cutmix=0.5" in command
+    assert "--cutmix=0.5" in command and "--classmix=0.25" in command
+    assert "ClassMix of the batches (probability 0.25)" in extras
 
 
 def test_publish_at_an_input_scale_records_it_in_the_model_and_evaluates_there(finished_run, tmp_path):

@@ -53,6 +53,7 @@ def test_json_round_trip_and_structural_differences():
         (dict(batch_size=0), "batch_size"),
         (dict(aux_resolution="quarter"), "aux_resolution"),
         (dict(cutmix=1.5), "cutmix must be a probability"),
+        (dict(classmix=1.5), "classmix must be a probability"),
     ],
 )
 def test_invalid_configs_are_rejected(bad, match):
@@ -72,7 +73,7 @@ EVERY_FIELD = dict(
     steps=123, epochs=None, batch_size=6, crop=(352, 480), scale_range=(0.75, 1.5), input_scale=2.0,
     optimizer="sgd", lr=0.0123456789, lr_power=0.85, end_lr=1e-6, momentum=0.8, weight_decay=1e-4,
     aux_weight=0.25, aux_resolution="eighth", class_weighting="enet", ohem_threshold=0.7, ohem_min_kept=1000,
-    ema_momentum=0.995, cutmix=0.5, init_from="runs/a/final.keras", width=1.25, mixed_precision=True,
+    ema_momentum=0.995, cutmix=0.5, classmix=0.25, init_from="runs/a/final.keras", width=1.25, mixed_precision=True,
     precision="bfloat16",
     strategy="mirrored", sync_batch_norm=False, seed=7, deterministic=False,
     deterministic_ops=True, cache=True, label_source="coarse", augment="camvid_strong", holdout_sequence="0006R0",

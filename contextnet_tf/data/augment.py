@@ -69,6 +69,9 @@ class AugmentConfig:
         cutmix: probability that an image of a training batch gets a box of another image of the batch pasted in,
             labels too (`cutmix`; 0: never). Not in either paper: this project's option. It acts on batches, not on
             examples, so it is not one of `ops()`.
+        classmix: probability that an image of a training batch gets the pixels of half the classes of another image
+            of the batch pasted in, labels too (`classmix`, after ClassMix, Olsson et al., 2021; 0: never). Not in
+            either paper: this project's option, batch-level like ``cutmix``.
 
     The defaults are every operation either paper lists (`BOTH_PAPERS`), with this project's magnitudes.
     """
@@ -82,6 +85,7 @@ class AugmentConfig:
     channel_noise_std: float = 6.0
     aspect_range: tuple = (1.0, 1.0)
     cutmix: float = 0.0
+    classmix: float = 0.0
 
     def __post_init__(self):
         for name in ("scale_range", "contrast_range", "saturation_range", "aspect_range"):
@@ -95,8 +99,9 @@ class AugmentConfig:
         for name in ("brightness_delta", "hue_delta", "channel_noise_std"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"AugmentConfig.{name} must be zero or positive, got {getattr(self, name)!r}")
-        if not 0 <= self.cutmix <= 1:
-            raise ValueError(f"AugmentConfig.cutmix must be a probability in [0, 1], got {self.cutmix!r}")
+        for name in ("cutmix", "classmix"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"AugmentConfig.{name} must be a probability in [0, 1], got {getattr(self, name)!r}")
 
     def ops(self):
         """The names of the operations this configuration switches on, in the order of `OPS`.
@@ -245,6 +250,50 @@ def cutmix(images, labels, seed, probability):
     inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)  # [B, H, W]
     mixed_images = tf.where(inside[..., None], tf.roll(images, 1, axis=0), images)
     return mixed_images, tf.where(inside, tf.roll(labels, 1, axis=0), labels)
+
+
+def classmix_classes(seed, present, probability):
+    """Draws the classes `classmix` pastes: bool [B, C], half of each source image's classes (rounded up).
+
+    As in ClassMix (Olsson et al., 2021): of the ``n`` classes present in the source image, ``ceil(n / 2)`` drawn
+    uniformly without replacement; an image gets any with probability `probability` (otherwise none).
+
+    Args:
+        seed: int32/int64 tensor [2] (stateless).
+        present: bool [B, C], the classes present in each source image.
+        probability: chance that an image gets classes pasted.
+    """
+    shape = tf.shape(present)
+    draws = tf.random.stateless_uniform([shape[0], shape[1] + 1], seed)
+    keys = tf.where(present, draws[:, 1:], 2.0)  # absent classes sort last
+    rank = tf.argsort(tf.argsort(keys, axis=1), axis=1)
+    count = tf.reduce_sum(tf.cast(present, tf.int32), axis=1, keepdims=True)
+    chosen = present & (rank < (count + 1) // 2)
+    return chosen & (draws[:, :1] < probability)
+
+
+def classmix(images, labels, seed, probability, num_classes, ignore_label=255):
+    """ClassMix for dense labels: image ``i`` of the batch gets, from image ``i - 1`` (cyclically), the pixels of
+    half the classes present there (`classmix_classes`), labels too; ignored pixels of the source are never pasted.
+
+    Args:
+        images: float32 [B, H, W, 3].
+        labels: int32 [B, H, W], train ids in [0, num_classes) or ``ignore_label``.
+        seed: int32/int64 tensor [2] of this batch (stateless).
+        probability: chance that an image gets classes pasted. A batch of one is returned unchanged.
+        num_classes: number of train ids.
+        ignore_label: the label of unlabelled pixels.
+
+    Returns:
+        (images, labels) of the same shapes; every pixel comes from exactly one of the two images, with its label.
+    """
+    source_images, source_labels = tf.roll(images, 1, axis=0), tf.roll(labels, 1, axis=0)
+    valid = (source_labels >= 0) & (source_labels < num_classes) & (source_labels != ignore_label)
+    ids = tf.where(valid, source_labels, 0)
+    present = tf.reduce_any(tf.equal(ids[..., None], tf.range(num_classes)) & valid[..., None], axis=[1, 2])
+    chosen = classmix_classes(seed, present, probability)
+    pasted = tf.gather(chosen, ids, batch_dims=1) & valid  # [B, H, W]
+    return tf.where(pasted[..., None], source_images, images), tf.where(pasted, source_labels, labels)
 
 
 def _valid_window(geometry, crop_size):

@@ -23,6 +23,8 @@ SOURCES = ("files", "tfds")
 TFDS_SHUFFLE_BUFFER = 128
 # Folded into (pipeline seed, batch index) for the boxes of `augment.cutmix`.
 CUTMIX_SEED = 3
+# Folded in the same way for the classes of `augment.classmix`.
+CLASSMIX_SEED = 4
 
 
 def make_dataset(
@@ -154,6 +156,13 @@ def make_dataset(
             return augment_lib.cutmix(*batch_element, batch_seed, config.cutmix)
 
         ds = ds.enumerate().map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and config.classmix > 0:  # after CutMix when both are on; seeded apart like it
+
+        def class_mix(index, batch_element):
+            batch_seed = tf.random.experimental.stateless_fold_in(tf.stack([base_seed, index]), CLASSMIX_SEED)
+            return augment_lib.classmix(*batch_element, batch_seed, config.classmix, info.num_classes)
+
+        ds = ds.enumerate().map(class_mix, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = bool(deterministic or not training)

@@ -121,6 +121,8 @@ def _extras(config):
                      f"at least {config.ohem_min_kept} pixels per image)")
     if config.cutmix:
         parts.append(f"CutMix of the batches (probability {config.cutmix:g})")
+    if config.classmix:
+        parts.append(f"ClassMix of the batches (probability {config.classmix:g})")
     if config.ema_momentum is not None:
         parts.append(f"weights: moving average of momentum {config.ema_momentum:g}")
     if config.init_from:

@@ -57,6 +57,9 @@ class TrainConfig:
                           choices=tuple(AUGMENTATIONS))
     cutmix: float = option(0.0, "CutMix of the training batches (not in the papers; ours): the chance that an image "
                            "gets a box of the batch's previous image pasted in, its labels too (0: off).")
+    classmix: float = option(0.0, "ClassMix of the training batches (not in the papers; ours): the chance that an "
+                             "image gets the pixels of half the classes of the batch's previous image pasted in, "
+                             "their labels too (0: off).")
     input_scale: float = option(1.0, "The scale the model is meant to run at: images are resized by this factor "
                                 "before the network (recorded in the model; validation runs at it).")
     optimizer: str = option("rmsprop", "Optimiser: rmsprop (ContextNet) or sgd (Fast-SCNN).", choices=OPTIMIZERS)
@@ -214,8 +217,9 @@ def _check_values(config):
         raise ValueError(f"ohem_min_kept ({config.ohem_min_kept!r}) must be zero or positive, and needs ohem_threshold")
     if config.ema_momentum is not None and not 0 < config.ema_momentum < 1:
         raise ValueError(f"ema_momentum must be in (0, 1) when set, got {config.ema_momentum!r}")
-    if not 0 <= config.cutmix <= 1:
-        raise ValueError(f"cutmix must be a probability in [0, 1], got {config.cutmix!r}")
+    for name in ("cutmix", "classmix"):
+        if not 0 <= getattr(config, name) <= 1:
+            raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(config, name)!r}")
     for name in ("eval_max_images", "stop_at_step"):
         if getattr(config, name) is not None and getattr(config, name) < 1:
             raise ValueError(f"{name} must be positive when set, got {getattr(config, name)!r}")

@@ -6,7 +6,7 @@ rebuilds epoch ``e``'s pipeline and skips the ``s % steps_per_epoch`` batches al
 input is replayed, never the whole run. The pipeline repeats, so an epoch never runs short, whatever the sharding.
 
 The augmentation is the run's own: `augment_config` (the named `TrainConfig.augment` with the run's scale range and
-CutMix probability).
+CutMix and ClassMix probabilities).
 """
 
 import dataclasses
@@ -25,9 +25,9 @@ def epoch_seed(seed, epoch):
 
 def augment_config(config):
     """The `data.AugmentConfig` a run trains with: ``AUGMENTATIONS[config.augment]`` at ``config.scale_range``, with
-    ``config.cutmix``."""
+    ``config.cutmix`` and ``config.classmix``."""
     return dataclasses.replace(AUGMENTATIONS[config.augment], scale_range=tuple(config.scale_range),
-                               cutmix=config.cutmix)
+                               cutmix=config.cutmix, classmix=config.classmix)
 
 
 def _make_epoch_dataset(config, input_context, epoch, skip, take):
