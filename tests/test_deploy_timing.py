@@ -89,7 +89,8 @@ def test_benchmark_program_writes_valid_json(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
-    assert report["protocol"] == dict(batch=1, burn_in=1, frames=3, max_seconds=None, head="cls", interleaved=True)
+    assert report["protocol"] == dict(batch=1, burn_in=1, frames=3, max_seconds=None, head="cls", interleaved=True,
+                                      image="uniform noise, seed 0")
     assert report["environment"]["versions"]["tensorflow"]
     assert report["environment"]["threads"] == os.cpu_count()
     assert report["command"].startswith("python experiments/benchmark.py --output=")  # what a card quotes
@@ -116,6 +117,33 @@ def test_benchmark_program_runs_under_jax(tmp_path):
     report = json.loads(output.read_text())
     assert report["environment"]["backend"] == "jax"
     assert [(r["path"], r["mode"]) for r in report["results"]] == [("keras_folded", "end_to_end")]
+
+
+def test_benchmark_program_times_on_a_given_frame(tmp_path):
+    import cv2
+
+    frame = np.zeros((30, 40, 3), np.uint8)
+    frame[:, :20] = (0, 0, 255)  # BGR red on the left, green on the right
+    frame[:, 20:] = (0, 255, 0)
+    cv2.imwrite(str(tmp_path / "frame.png"), frame)
+    result, output = run_benchmark_program(
+        tmp_path, "--resolutions=64x128", "--paths=keras_folded", "--frames=2", "--burn_in=1",
+        f"--image={tmp_path}/frame.png",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(output.read_text())["protocol"]["image"] == f"{tmp_path}/frame.png"
+    from contextnet_tf.deploy import speed
+
+    timed = speed.benchmark_image(str(tmp_path / "frame.png"), 64, 128)  # resized, RGB, uint8
+    assert timed.shape == (1, 64, 128, 3) and timed.dtype == np.uint8
+    np.testing.assert_array_equal(timed[0, :, :60], np.broadcast_to([255, 0, 0], (64, 60, 3)))
+    np.testing.assert_array_equal(timed[0, :, 68:], np.broadcast_to([0, 255, 0], (64, 60, 3)))
+    noise = speed.benchmark_image(None, 64, 128)
+    np.testing.assert_array_equal(noise, speed.benchmark_image(None, 64, 128))  # seeded
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    result, _ = run_benchmark_program(tmp_path, "--resolutions=64x128", f"--image={tmp_path}/broken.png")
+    assert result.returncode != 0 and "--image" in result.stderr and "broken.png" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(

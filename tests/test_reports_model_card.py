@@ -351,6 +351,9 @@ def test_speed_section_comes_from_a_benchmark_report_of_the_same_network(finishe
     fps = report["results"][0]["fps"]
     assert f"| 64x128 | keras_folded | end_to_end | {fps:.1f} |" in card
     assert report["command"] in card and "## Speed" in card
+    assert "on a frame of uniform noise (seed 0), not a real scene" in card  # the frame it was timed on
+    report["protocol"]["image"] = "frames/road.png"
+    assert "on the frame `frames/road.png`:" in model_card.speed_section(report, load_model(timed))
     other = str(tmp_path / "scaled.keras")
     load_model(timed).rebuild(input_scale=2.0).save(other)
     with pytest.raises(ValueError, match="architecture or input scale differs"):

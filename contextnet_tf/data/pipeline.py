@@ -149,20 +149,18 @@ def make_dataset(
 
     ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch, drop_remainder=training)
-    if training and config.cutmix > 0:  # batch-level, seeded apart from the examples (whose draws do not change)
 
-        def mix(index, batch_element):
-            batch_seed = tf.random.experimental.stateless_fold_in(tf.stack([base_seed, index]), CUTMIX_SEED)
-            return augment_lib.cutmix(*batch_element, batch_seed, config.cutmix)
+    def batch_level(ds, fold, mix):  # seeded from (pipeline seed, batch number): the examples' draws do not change
+        def apply(index, batch_element):
+            return mix(*batch_element, tf.random.experimental.stateless_fold_in(tf.stack([base_seed, index]), fold))
 
-        ds = ds.enumerate().map(mix, num_parallel_calls=tf.data.AUTOTUNE)
-    if training and config.classmix > 0:  # after CutMix when both are on; seeded apart like it
+        return ds.enumerate().map(apply, num_parallel_calls=tf.data.AUTOTUNE)
 
-        def class_mix(index, batch_element):
-            batch_seed = tf.random.experimental.stateless_fold_in(tf.stack([base_seed, index]), CLASSMIX_SEED)
-            return augment_lib.classmix(*batch_element, batch_seed, config.classmix, info.num_classes)
-
-        ds = ds.enumerate().map(class_mix, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and config.cutmix > 0:
+        ds = batch_level(ds, CUTMIX_SEED, lambda x, y, s: augment_lib.cutmix(x, y, s, config.cutmix))
+    if training and config.classmix > 0:  # after CutMix when both are on
+        ds = batch_level(ds, CLASSMIX_SEED,
+                         lambda x, y, s: augment_lib.classmix(x, y, s, config.classmix, info.num_classes))
     ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = bool(deterministic or not training)

@@ -5,6 +5,7 @@ XLA (TensorFlow only), TFLite float32 and int8 (XNNPACK) and ONNX Runtime on our
 carries its fps ratio to `REFERENCE_PATH`, the folded Keras model. Timing itself is `contextnet_tf.deploy.timing`.
 """
 
+import cv2
 import keras
 import numpy as np
 
@@ -58,6 +59,7 @@ def run_benchmark(
     max_seconds=None,
     threads=None,
     log=print,
+    image=None,
 ):
     """Times every path in every mode for each model, side by side in one process (interleaved, `time_paths`).
 
@@ -69,9 +71,13 @@ def run_benchmark(
         frames, burn_in, max_seconds: see `time_path`.
         threads: CPU threads given to TFLite and ONNX Runtime (TensorFlow's are set by `set_threads`).
         log: called with one line per finished measurement.
+        image: path of the frame to time on, resized to each resolution (`benchmark_image`); None: uniform noise
+            (seed 0). The ``cls`` head's last mile (`contextnet_tf.evaluation.last_mile`) interpolates only the cells
+            near class boundaries, so its cost follows the prediction: on noise it times whatever boundaries the
+            weights draw on noise, not what a real frame costs.
 
     Returns:
-        dict with ``environment``, ``protocol`` and ``results`` (one record per resolution, path and mode:
+        dict with ``environment``, ``protocol`` (``image``: the path, or ``"uniform noise, seed 0"``) and ``results`` (one record per resolution, path and mode:
         ``resolution``, ``path``, ``mode``, ``head``, the `time_path` fields and ``ratio_to_folded``).
     """
     from contextnet_tf.deploy.folding import fold_batch_norm
@@ -79,11 +85,11 @@ def run_benchmark(
     results = []
     for label, model in models.items():
         height, width = model.input_shape[1:3]
-        image = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+        frame = benchmark_image(image, height, width)
         folded = fold_batch_norm(model)
         built = [make_path(name, model, folded, head, threads) for name in paths]
         for mode in modes:
-            for name, timing in time_paths(built, image, mode, frames, burn_in, max_seconds).items():
+            for name, timing in time_paths(built, frame, mode, frames, burn_in, max_seconds).items():
                 if timing is None:
                     continue
                 results.append(dict(resolution=label, path=name, mode=mode, head=head, **timing))
@@ -93,8 +99,24 @@ def run_benchmark(
     for record in results:
         ref = reference.get((record["resolution"], record["mode"]))
         record["ratio_to_folded"] = record["fps"] / ref if ref else None
-    protocol = dict(batch=1, burn_in=burn_in, frames=frames, max_seconds=max_seconds, head=head, interleaved=True)
+    protocol = dict(batch=1, burn_in=burn_in, frames=frames, max_seconds=max_seconds, head=head, interleaved=True,
+                    image=NOISE if image is None else image)
     return {"environment": environment(threads), "protocol": protocol, "results": results}
+
+
+NOISE = "uniform noise, seed 0"
+
+
+def benchmark_image(path, height, width):
+    """The uint8 batch [1, height, width, 3] a benchmark times: the RGB image file at `path` resized to the
+    resolution (bilinear), or uniform noise (seed 0) when `path` is None."""
+    if path is None:
+        return np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"{path}: not a readable image file")
+    rgb = cv2.cvtColor(cv2.resize(bgr, (width, height), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
+    return rgb[None].astype(np.uint8)
 
 
 def markdown_table(report):

@@ -256,9 +256,12 @@ def _stage_steps(settings):
 def speed_section(report, model):
     """The card's *Speed* section from an `experiments/benchmark.py` JSON report of this model's network.
 
-    The report must time a ``.keras`` file of the same architecture (weights do not change the speed): the same
-    model class, variant config and input scale, else a ValueError says what differs. The section gives every timed
-    row, the machine and its load when the benchmark started, and the command (recorded in the report)."""
+    The report must time a ``.keras`` file of the same architecture: the same model class, variant config and
+    input scale, else a ValueError says what differs. (Weights change the cost of the ``cls`` head's last mile
+    alone, which interpolates the cells near class boundaries of the prediction on the timed frame: on noise,
+    two weight files of one network timed 10% apart, on a real frame alike; time the published file on a real
+    frame, ``benchmark.py --image``.) The section gives every timed row, the frame, the machine and its load when
+    the benchmark started, and the command (recorded in the report)."""
     source = report.get("model")
     if not source or not str(source).endswith(".keras") or not os.path.exists(source):
         raise ValueError(f"the benchmark report times {source!r}: it must time a .keras file that still exists "
@@ -274,11 +277,14 @@ def speed_section(report, model):
                      f"{r['latency_ms']['mean']:.1f} |" for r in report["results"])
     # A report written before benchmark.py recorded its command: say so rather than guess its flags.
     command = report.get("command") or f"# the report does not record its command; it timed {source}"
+    image = report.get("protocol", {}).get("image")
+    frame = (f"the frame `{image}`" if image and image != "uniform noise, seed 0"
+             else "a frame of uniform noise (seed 0), not a real scene")
     return f"""## Speed
 
 Batch 1 at input scale x{model.input_scale:g} (`end_to_end`: a uint8 frame in, labels out; the modes and paths
 are docs/benchmarks.md's), on {env.get("device")}: {env.get("cpu")} ({env.get("cpu_count")} cores,
-{env.get("threads")} threads){load_text}; timed on `{source}` (the same network):
+{env.get("threads")} threads){load_text}; timed on `{source}` (the same network), on {frame}:
 
 | resolution | path | mode | fps | latency mean (ms) |
 |---|---|---|---:|---:|
