@@ -272,23 +272,22 @@ def classmix_classes(seed, present, probability):
     return chosen & (draws[:, :1] < probability)
 
 
-def classmix(images, labels, seed, probability, num_classes, ignore_label=255):
+def classmix(images, labels, seed, probability, num_classes):
     """ClassMix for dense labels: image ``i`` of the batch gets, from image ``i - 1`` (cyclically), the pixels of
     half the classes present there (`classmix_classes`), labels too; ignored pixels of the source are never pasted.
 
     Args:
         images: float32 [B, H, W, 3].
-        labels: int32 [B, H, W], train ids in [0, num_classes) or ``ignore_label``.
+        labels: int32 [B, H, W], train ids in [0, num_classes); any other value (255) is ignored.
         seed: int32/int64 tensor [2] of this batch (stateless).
         probability: chance that an image gets classes pasted. A batch of one is returned unchanged.
         num_classes: number of train ids.
-        ignore_label: the label of unlabelled pixels.
 
     Returns:
         (images, labels) of the same shapes; every pixel comes from exactly one of the two images, with its label.
     """
     source_images, source_labels = tf.roll(images, 1, axis=0), tf.roll(labels, 1, axis=0)
-    valid = (source_labels >= 0) & (source_labels < num_classes) & (source_labels != ignore_label)
+    valid = (source_labels >= 0) & (source_labels < num_classes)
     ids = tf.where(valid, source_labels, 0)
     present = tf.reduce_any(tf.equal(ids[..., None], tf.range(num_classes)) & valid[..., None], axis=[1, 2])
     chosen = classmix_classes(seed, present, probability)

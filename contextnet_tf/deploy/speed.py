@@ -11,6 +11,7 @@ import numpy as np
 
 from contextnet_tf.models import MODEL_NAMES, SegmentationModel
 from contextnet_tf.deploy.timing import BURN_IN, FRAMES, environment, exported_path, keras_path, time_paths
+from contextnet_tf.evaluation.prediction import read_image
 
 
 PATHS = ("keras_unfolded", "keras_folded", "keras_folded_xla", "tflite", "tflite_int8", "onnxruntime")
@@ -49,6 +50,10 @@ def make_path(name, model, folded, head="cls", threads=None, calibration_images=
     return exported_path(name, folded, formats[name], head, threads, calibration_images)
 
 
+# The frame a benchmark times when it is given none (`benchmark_image`), as its report's ``protocol.image`` says.
+NOISE = "uniform noise, seed 0"
+
+
 def run_benchmark(
     models,
     paths=("keras_unfolded", "keras_folded"),
@@ -77,8 +82,9 @@ def run_benchmark(
             weights draw on noise, not what a real frame costs.
 
     Returns:
-        dict with ``environment``, ``protocol`` (``image``: the path, or ``"uniform noise, seed 0"``) and ``results`` (one record per resolution, path and mode:
-        ``resolution``, ``path``, ``mode``, ``head``, the `time_path` fields and ``ratio_to_folded``).
+        dict with ``environment``, ``protocol`` (its ``image``: the path, or `NOISE`) and ``results`` (one record
+        per resolution, path and mode: ``resolution``, ``path``, ``mode``, ``head``, the `time_path` fields and
+        ``ratio_to_folded``).
     """
     from contextnet_tf.deploy.folding import fold_batch_norm
 
@@ -104,19 +110,13 @@ def run_benchmark(
     return {"environment": environment(threads), "protocol": protocol, "results": results}
 
 
-NOISE = "uniform noise, seed 0"
-
-
 def benchmark_image(path, height, width):
     """The uint8 batch [1, height, width, 3] a benchmark times: the RGB image file at `path` resized to the
     resolution (bilinear), or uniform noise (seed 0) when `path` is None."""
     if path is None:
         return np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"{path}: not a readable image file")
-    rgb = cv2.cvtColor(cv2.resize(bgr, (width, height), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
-    return rgb[None].astype(np.uint8)
+    rgb = read_image(path).astype(np.uint8)  # integer values: the cast is exact
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)[None]
 
 
 def markdown_table(report):

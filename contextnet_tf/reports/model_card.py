@@ -33,6 +33,7 @@ import typing
 import tensorflow as tf
 
 from contextnet_tf import cli, data
+from contextnet_tf.deploy.speed import NOISE
 from contextnet_tf.evaluation import metrics as evaluation
 from contextnet_tf.models import load_model
 from contextnet_tf.models.profiling import count_trainable_params
@@ -278,7 +279,7 @@ def speed_section(report, model):
     # A report written before benchmark.py recorded its command: say so rather than guess its flags.
     command = report.get("command") or f"# the report does not record its command; it timed {source}"
     image = report.get("protocol", {}).get("image")
-    frame = (f"the frame `{image}`" if image and image != "uniform noise, seed 0"
+    frame = (f"the frame `{image}`" if image and image != NOISE
              else "a frame of uniform noise (seed 0), not a real scene")
     return f"""## Speed
 
