@@ -75,6 +75,32 @@ def test_test_split_is_the_test_folder_and_sequence_splits_never_read_it(tmp_pat
         data.list_examples("camvid", root, "sequence:Seq9")
 
 
+def test_every_nth_frame_of_each_sequence(tmp_path):
+    """/N keeps frames 0, N, 2N, ... of each sequence in file-name (time) order, across the train and val folders,
+    and composes with the other forms and with +."""
+    layout = {"train": {"AAA1": 5, "C333": 4}, "val": {"C333": 0}}
+    root = _fake_camvid(tmp_path, layout)
+    # C333's later frames live in val, as 0016E5's val frames do: names 00120 and 00150 continue train's 00000-00090.
+    for frame in (4, 5):
+        name = f"C333_{frame * 30:05d}.png"
+        for sub, array in (("val", np.full((360, 480, 3), 90, np.uint8)), ("valannot", np.zeros((360, 480), np.uint8))):
+            os.makedirs(root / sub, exist_ok=True)
+            assert cv2.imwrite(str(root / sub / name), array)
+    assert _names(data.list_examples("camvid", root, "sequence:C333/2")) == ["C333_00000.png", "C333_00060.png",
+                                                                            "C333_00120.png"]
+    assert _names(data.list_examples("camvid", root, "sequence:C333/4")) == ["C333_00000.png", "C333_00120.png"]
+    assert _names(data.list_examples("camvid", root, "trainval-C333/3")) == ["AAA1_00000.png", "AAA1_00090.png"]
+    assert _names(data.list_examples("camvid", root, "train/2")) == ["AAA1_00000.png", "AAA1_00060.png",
+                                                                     "AAA1_00120.png", "C333_00000.png",
+                                                                     "C333_00060.png"]
+    assert data.list_examples("camvid", root, "trainval/1") == data.list_examples("camvid", root, "trainval")
+    assert _names(data.list_examples("camvid", root, "sequence:AAA1/9+sequence:C333/5")) == ["AAA1_00000.png",
+                                                                                           "C333_00000.png",
+                                                                                           "C333_00150.png"]
+    assert splits.parse("sequence:C333/2") == splits.SequenceSplit("sequence:C333/2", ("train", "val"),
+                                                                   keep=("C333",), every=2)
+
+
 @pytest.mark.parametrize("split, match", [
     ("sequence:XYZ", r"camvid split 'sequence:XYZ': no sequence XYZ in train\+val .* the sequences there are AAA1"),
     ("trainval-AAA1-Nope", r"no sequence Nope in train\+val"),
@@ -87,6 +113,10 @@ def test_test_split_is_the_test_folder_and_sequence_splits_never_read_it(tmp_pat
     ("trainval-0006R0_x", "sequence names are letters and digits"),
     ("train_extra", r"unknown camvid split 'train_extra'; choose from train, val, test, trainval, FOLDER-SEQ"),
     ("holdout", "unknown camvid split 'holdout'"),
+    ("sequence:AAA1/0", "every N-th frame of each sequence, N a whole number of at least 1; got '0'"),
+    ("train/x", "got 'x'"),
+    ("train/", "got ''"),
+    ("trainval-AAA1/2/2", "got '2/2'"),
 ])
 def test_bad_split_names_are_explained(tmp_path, split, match):
     root = _fake_camvid(tmp_path)
@@ -123,6 +153,11 @@ def test_real_camvid_sequences():
     assert (len(train), len(held_out)) == (367, 101)
     assert not set(train) & set(held_out) and sorted(train + held_out) == sorted(everything)
     assert splits.sequence_counts(train) == {"0001TP": 62, "0016E5": 305}
+    # The ninth session's data-scaling runs (docs/data.md): one drive, and every second frame of it.
+    one_drive = data.list_examples("camvid", CAMVID_DIR, "sequence:0016E5", validate=False)
+    thinned = data.list_examples("camvid", CAMVID_DIR, "sequence:0016E5/2", validate=False)
+    assert (len(one_drive), len(thinned)) == (305, 153)
+    assert sorted(_names(thinned)) == sorted(_names(one_drive))[::2] and set(thinned) < set(one_drive)
     with pytest.raises(ValueError, match=r"the sequences there are 0001TP \(62 frames\), 0006R0 \(101 frames\), "
                                          r"0016E5 \(305 frames\)"):
         data.list_examples("camvid", CAMVID_DIR, "sequence:Seq05VD", validate=False)

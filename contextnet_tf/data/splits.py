@@ -13,6 +13,9 @@ Split names (`files.list_examples` resolves them; joined with ``+`` like any spl
   without the frames of sequence SEQ, e.g. ``trainval-0006R0`` (367 frames).
 - ``sequence:SEQ`` (or ``sequence:SEQ,SEQ``): the frames of those sequences in train + val, e.g.
   ``sequence:0006R0`` (101 frames). The test folder is never searched: it stays held back.
+- any of these followed by ``/N``: every N-th frame of each sequence, counting from its first frame in file-name
+  (time) order, e.g. ``sequence:0016E5/2`` (153 of 305 frames). Thinning keeps the drive's whole route and light with
+  fewer frames, for data-scaling studies (docs/data.md, "Ninth session").
 
 `holdout_splits("0006R0")` gives the pair ``("trainval-0006R0", "sequence:0006R0")``: train on the first, validate on
 the second (`TrainConfig.holdout_sequence`). An unknown sequence is an error that lists the sequences present, and a
@@ -35,7 +38,8 @@ RECOMMENDED_HOLDOUT = "0006R0"
 
 _SEQUENCE_NAME = re.compile(r"^[A-Za-z0-9]+$")
 FORMS = (f"{', '.join(FOLDERS)}, {TRAINVAL}, FOLDER-SEQ[-SEQ] (a folder or {TRAINVAL} without those sequences, e.g. "
-         f"{TRAINVAL}-{RECOMMENDED_HOLDOUT}) or {SEQUENCE_PREFIX}SEQ[,SEQ] (the train+val frames of those sequences)")
+         f"{TRAINVAL}-{RECOMMENDED_HOLDOUT}) or {SEQUENCE_PREFIX}SEQ[,SEQ] (the train+val frames of those sequences), "
+         "each optionally followed by /N (every N-th frame of each sequence)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,12 +51,14 @@ class SequenceSplit:
         folders: folder names (``train``, ``val``, ``test``) whose frames are candidates.
         keep: sequences to keep (None: all of them).
         drop: sequences to leave out.
+        every: keep every `every`-th frame of each sequence (1: all of them).
     """
 
     name: str
     folders: tuple
     keep: tuple | None = None
     drop: tuple = ()
+    every: int = 1
 
 
 def parse(split):
@@ -69,15 +75,22 @@ def parse(split):
                              f"{RECOMMENDED_HOLDOUT}, each named once; got {text!r}")
         return names
 
-    if split.startswith(SEQUENCE_PREFIX):
-        return SequenceSplit(split, TRAINVAL_FOLDERS, keep=sequences(split[len(SEQUENCE_PREFIX):]))
-    base, minus, dropped = split.partition("-")
+    body, slash, every_text = split.partition("/")
+    every = 1
+    if slash:
+        if not every_text.isdigit() or int(every_text) < 1:
+            raise ValueError(f"camvid split {split!r}: /N keeps every N-th frame of each sequence, N a whole number "
+                             f"of at least 1; got {every_text!r}")
+        every = int(every_text)
+    if body.startswith(SEQUENCE_PREFIX):
+        return SequenceSplit(split, TRAINVAL_FOLDERS, keep=sequences(body[len(SEQUENCE_PREFIX):]), every=every)
+    base, minus, dropped = body.partition("-")
     folders = TRAINVAL_FOLDERS if base == TRAINVAL else (base,)
     if base != TRAINVAL and base not in FOLDERS:
         raise ValueError(f"unknown camvid split {split!r}; choose from {FORMS}")
     if not minus:
-        return SequenceSplit(split, folders)
-    return SequenceSplit(split, folders, drop=sequences(dropped.replace("-", ",")))
+        return SequenceSplit(split, folders, every=every)
+    return SequenceSplit(split, folders, drop=sequences(dropped.replace("-", ",")), every=every)
 
 
 def sequence_of(path):
@@ -104,8 +117,19 @@ def _described(counts):
     return ", ".join(f"{sequence} ({count} frames)" for sequence, count in counts.items())
 
 
+def thin(examples, every):
+    """Every `every`-th frame of each sequence, counted in file-name (time) order from its first; order kept."""
+    if every == 1:
+        return list(examples)
+    by_sequence = collections.defaultdict(list)
+    for image, _ in examples:
+        by_sequence[sequence_of(image)].append((os.path.basename(image), image))
+    kept = {image for frames in by_sequence.values() for _, image in sorted(frames)[::every]}
+    return [(image, label) for image, label in examples if image in kept]
+
+
 def select(spec, examples, where):
-    """The examples of `spec`'s folders that its sequences keep (order kept).
+    """The examples of `spec`'s folders that its sequences keep, thinned to every ``spec.every``-th frame (order kept).
 
     Args:
         spec: a `SequenceSplit`.
@@ -117,7 +141,7 @@ def select(spec, examples, where):
             frame counts), or the split leaves no frame.
     """
     if spec.keep is None and not spec.drop:
-        return list(examples)
+        return thin(examples, spec.every)
     counts = sequence_counts(examples)
     unknown = [sequence for sequence in (spec.keep or ()) + spec.drop if sequence not in counts]
     if unknown:
@@ -128,7 +152,7 @@ def select(spec, examples, where):
     if not chosen:
         raise ValueError(f"camvid split {spec.name!r} leaves no frames: it holds out every sequence of {where} "
                          f"({_described(counts)})")
-    return chosen
+    return thin(chosen, spec.every)
 
 
 def holdout_splits(sequence):
