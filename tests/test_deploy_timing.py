@@ -161,3 +161,33 @@ def test_default_cpu_comparison_includes_int8():
     from contextnet_tf.deploy import speed
 
     assert "tflite_int8" in speed.default_paths() and "tflite" in speed.default_paths()
+
+
+def test_benchmark_records_the_share_of_boundary_cells_it_timed():
+    """Each cls row carries the share of 1/8-resolution cells the last mile interpolated on the timed frame: the
+    count of disagreeing cells of the network's own logits (counted here in NumPy, on the unfolded network), the
+    same for every path of one resolution; prob rows carry none; the table shows it."""
+    from contextnet_tf.deploy import speed
+    from contextnet_tf.evaluation import last_mile
+
+    models = speed.models_at_resolutions("fast_scnn", [(64, 128), (32, 64)], num_classes=11)
+    report = speed.run_benchmark(models, paths=["keras_unfolded", "keras_folded"], frames=2, burn_in=1,
+                                 log=lambda line: None)
+    for label, model in models.items():
+        frame = speed.benchmark_image(None, *model.input_shape[1:3]).astype(np.float32)
+        winners = np.asarray(last_mile.eighth_logits_model(model)(frame, training=False)).argmax(-1)
+        winners = np.pad(winners, [(0, 0), (1, 1), (1, 1)], mode="edge")
+        corners = np.stack([winners[:, :-1, :-1], winners[:, 1:, :-1], winners[:, :-1, 1:], winners[:, 1:, 1:]])
+        disagree = ~(corners == corners[0]).all(axis=0)
+        shares = {r["boundary_share"] for r in report["results"] if r["resolution"] == label}
+        assert len(shares) == 1  # one frame, one network per resolution
+        # Folding rounds differently: allow one cell of difference.
+        assert shares.pop() == pytest.approx(disagree.mean(), abs=1.01 / disagree.size)
+    table = speed.markdown_table(report)
+    assert "| boundary cells |" in table.splitlines()[0]
+    share = report["results"][0]["boundary_share"]
+    assert table.splitlines()[2].endswith(f"| {100 * share:.1f}% |")
+    prob = speed.run_benchmark({"64x128": models["64x128"]}, paths=["keras_folded"], head="prob", frames=2,
+                               burn_in=1, log=lambda line: None)
+    assert prob["results"][0]["boundary_share"] is None
+    assert speed.markdown_table(prob).splitlines()[2].endswith("|  |")

@@ -63,6 +63,23 @@ def test_a_cell_whose_corners_agree_is_filled_and_a_boundary_cell_interpolated()
     np.testing.assert_array_equal(labels[:4], 0)  # rows before the first centre copy the top row (clamped edge)
 
 
+def test_boundary_share_counts_the_cells_whose_corners_disagree():
+    """By hand on a 2x3 grid, and against a NumPy count of the edge-padded grid's disagreeing cells."""
+    one_hot = np.eye(3, dtype=np.float32)
+    assert last_mile.boundary_share(one_hot[np.zeros((1, 2, 3), int)]) == 0.0  # one class everywhere
+    # Winners [[0, 0, 1], [0, 0, 1]]: the padded grid repeats the edges, its 3x4 cells disagree only in the column
+    # between classes 0 and 1 (3 of 12 cells).
+    assert last_mile.boundary_share(one_hot[np.array([[[0, 0, 1], [0, 0, 1]]])]) == 0.25
+    # A checkerboard: every cell except the four corner cells, whose corners are one repeated value.
+    checker = (np.arange(4)[:, None] + np.arange(4)[None, :]) % 2
+    assert last_mile.boundary_share(one_hot[checker[None]]) == pytest.approx(21 / 25)
+    logits = np.random.default_rng(3).normal(size=(2, 5, 7, 4)).astype(np.float32)
+    winners = np.pad(logits.argmax(-1), [(0, 0), (1, 1), (1, 1)], mode="edge")
+    corners = np.stack([winners[:, :-1, :-1], winners[:, 1:, :-1], winners[:, :-1, 1:], winners[:, 1:, 1:]])
+    expected = np.mean(~(corners == corners[0]).all(axis=0))
+    assert 0 < expected < 1 and last_mile.boundary_share(logits) == pytest.approx(expected, abs=1e-6)
+
+
 def test_eighth_logits_model_shares_the_network_and_stops_before_the_upsampling():
     model = build_model("fast_scnn", (64, 96, 3), 5)
     eighth = last_mile.eighth_logits_model(model)

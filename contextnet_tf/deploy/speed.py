@@ -83,8 +83,10 @@ def run_benchmark(
 
     Returns:
         dict with ``environment``, ``protocol`` (its ``image``: the path, or `NOISE`) and ``results`` (one record
-        per resolution, path and mode: ``resolution``, ``path``, ``mode``, ``head``, the `time_path` fields and
-        ``ratio_to_folded``).
+        per resolution, path and mode: ``resolution``, ``path``, ``mode``, ``head``, the `time_path` fields,
+        ``ratio_to_folded`` and ``boundary_share``: for the ``cls`` head, the share of 1/8-resolution cells the last
+        mile interpolates on the timed frame (`last_mile.boundary_share`; None for ``prob``), so that two models'
+        speeds can be told apart from their frames' content).
     """
     from contextnet_tf.deploy.folding import fold_batch_norm
 
@@ -93,12 +95,14 @@ def run_benchmark(
         height, width = model.input_shape[1:3]
         frame = benchmark_image(image, height, width)
         folded = fold_batch_norm(model)
+        share = frame_boundary_share(folded, frame) if head == "cls" else None
         built = [make_path(name, model, folded, head, threads) for name in paths]
         for mode in modes:
             for name, timing in time_paths(built, frame, mode, frames, burn_in, max_seconds).items():
                 if timing is None:
                     continue
-                results.append(dict(resolution=label, path=name, mode=mode, head=head, **timing))
+                results.append(dict(resolution=label, path=name, mode=mode, head=head, **timing,
+                                    boundary_share=share))
                 log(f"{label} {name:18s} {mode:11s} {timing['fps']:8.2f} fps  "
                     f"p50 {timing['latency_ms']['p50']:9.1f} ms  ({timing['frames']} frames)")
     reference = {(r["resolution"], r["mode"]): r["fps"] for r in results if r["path"] == REFERENCE_PATH}
@@ -108,6 +112,19 @@ def run_benchmark(
     protocol = dict(batch=1, burn_in=burn_in, frames=frames, max_seconds=max_seconds, head=head, interleaved=True,
                     image=NOISE if image is None else image)
     return {"environment": environment(threads), "protocol": protocol, "results": results}
+
+
+def frame_boundary_share(model, frame):
+    """`last_mile.boundary_share` of `model`'s 1/8-resolution logits on the uint8 batch `frame` (the network's
+    own float input, as the timed paths feed it); None for a size the last mile does not fuse (the plain path's cost
+    does not depend on the content)."""
+    from contextnet_tf.evaluation import last_mile
+
+    height, width = frame.shape[1:3]
+    if height % last_mile.FACTOR or width % last_mile.FACTOR:
+        return None
+    logits = last_mile.eighth_logits_model(model)([np.asarray(frame, np.float32)], training=False)
+    return last_mile.boundary_share(np.asarray(logits))  # any Keras backend's array
 
 
 def benchmark_image(path, height, width):
@@ -122,16 +139,19 @@ def benchmark_image(path, height, width):
 def markdown_table(report):
     """The results of `run_benchmark` as a markdown table (fps, ratio to the folded Keras path, latency)."""
     lines = [
-        "| resolution | path | mode | fps | x folded | latency mean (ms) | p50 (ms) | p90 (ms) | frames |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| resolution | path | mode | fps | x folded | latency mean (ms) | p50 (ms) | p90 (ms) | frames "
+        "| boundary cells |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         ratio = "" if r["ratio_to_folded"] is None else f"{r['ratio_to_folded']:.2f}"
         latency = r["latency_ms"]
         frames = f"{r['frames']}" + (" (cut)" if r["truncated"] else "")
+        share = r.get("boundary_share")
+        share = "" if share is None else f"{100 * share:.1f}%"
         lines.append(
             f"| {r['resolution']} | {r['path']} | {r['mode']} | {r['fps']:.2f} | {ratio} | {latency['mean']:.1f} "
-            f"| {latency['p50']:.1f} | {latency['p90']:.1f} | {frames} |"
+            f"| {latency['p50']:.1f} | {latency['p90']:.1f} | {frames} | {share} |"
         )
     return "\n".join(lines) + "\n"
 

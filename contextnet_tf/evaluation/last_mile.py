@@ -60,6 +60,22 @@ def _cell_weights(factor):
         np.float32)
 
 
+def _corners_agree(winners):
+    """(top-left corner's class, whether all four corners agree) of every cell of the edge-padded winner grid."""
+    top_left, bottom_left = winners[:, :-1, :-1], winners[:, 1:, :-1]
+    top_right, bottom_right = winners[:, :-1, 1:], winners[:, 1:, 1:]
+    return top_left, (top_left == bottom_left) & (top_left == top_right) & (top_left == bottom_right)
+
+
+def boundary_share(logits):
+    """The share of cells that `fused_upsample_argmax` interpolates (their four corners disagree), over the
+    ``(h + 1) x (w + 1)`` cells of the edge-padded grid of `logits` [B, h, w, C]: what the ``cls`` head's last mile
+    costs on this input beyond the network (0: one class everywhere; 1: every cell interpolated). A float."""
+    padded = tf.pad(tf.cast(logits, tf.float32), [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    _, agree = _corners_agree(tf.argmax(padded, axis=-1, output_type=tf.int32))
+    return float(1.0 - tf.reduce_mean(tf.cast(agree, tf.float32)))
+
+
 def fused_upsample_argmax(logits, factor=FACTOR, output_type=tf.int32):
     """The labels [B, h*factor, w*factor] of the bilinearly upsampled `logits` [B, h, w, C] (module docstring),
     computing the upsampled logits only in the cells whose corners disagree.
@@ -77,9 +93,7 @@ def fused_upsample_argmax(logits, factor=FACTOR, output_type=tf.int32):
     work_type = tf.uint8 if num_classes is not None and num_classes <= 256 else tf.int32
     padded = tf.pad(logits, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")  # repeats the edge rows/columns
     winners = tf.argmax(padded, axis=-1, output_type=tf.int32)  # [B, h + 2, w + 2]
-    top_left, bottom_left = winners[:, :-1, :-1], winners[:, 1:, :-1]
-    top_right, bottom_right = winners[:, :-1, 1:], winners[:, 1:, 1:]
-    agree = (top_left == bottom_left) & (top_left == top_right) & (top_left == bottom_right)  # [B, h + 1, w + 1]
+    top_left, agree = _corners_agree(winners)  # [B, h + 1, w + 1]
     cells = tf.where(~agree)  # int64 [N, 3]: (batch, k, l) of the cells to interpolate
     corners = tf.stack(
         [tf.gather_nd(padded, cells + offset) for offset in ([0, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 1])], axis=2

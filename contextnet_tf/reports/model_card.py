@@ -261,8 +261,9 @@ def speed_section(report, model):
     input scale, else a ValueError says what differs. (Weights change the cost of the ``cls`` head's last mile
     alone, which interpolates the cells near class boundaries of the prediction on the timed frame: on noise,
     two weight files of one network timed 10% apart, on a real frame alike; time the published file on a real
-    frame, ``benchmark.py --image``.) The section gives every timed row, the frame, the machine and its load when
-    the benchmark started, and the command (recorded in the report)."""
+    frame, ``benchmark.py --image``.) The section gives every timed row, the frame (with the share of boundary cells
+    the report recorded), the machine and its load when the benchmark started, and the command (recorded in the
+    report)."""
     source = report.get("model")
     if not source or not str(source).endswith(".keras") or not os.path.exists(source):
         raise ValueError(f"the benchmark report times {source!r}: it must time a .keras file that still exists "
@@ -281,6 +282,10 @@ def speed_section(report, model):
     image = report.get("protocol", {}).get("image")
     frame = (f"the frame `{image}`" if image and image != NOISE
              else "a frame of uniform noise (seed 0), not a real scene")
+    shares = sorted({r["boundary_share"] for r in report["results"] if r.get("boundary_share") is not None})
+    if shares:  # reports before benchmark.py recorded it have none
+        frame += (f" (the last mile interpolated {' / '.join(f'{100 * share:.1f}%' for share in shares)} of the 1/8 "
+                  "cells there: class boundaries)")
     return f"""## Speed
 
 Batch 1 at input scale x{model.input_scale:g} (`end_to_end`: a uint8 frame in, labels out; the modes and paths
