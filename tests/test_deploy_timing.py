@@ -164,9 +164,10 @@ def test_default_cpu_comparison_includes_int8():
 
 
 def test_benchmark_records_the_share_of_boundary_cells_it_timed():
-    """Each cls row carries the share of 1/8-resolution cells the last mile interpolated on the timed frame: the
-    count of disagreeing cells of the network's own logits (counted here in NumPy, on the unfolded network), the
-    same for every path of one resolution; prob rows carry none; the table shows it."""
+    """Each cls row carries the share of 1/8-resolution cells the last mile interpolated on the timed frame
+    (`last_mile.boundary_share`, checked against a NumPy count in tests/test_evaluation_last_mile.py) of the timed
+    network's own logits (here the unfolded twin's), the same for every path of one resolution; prob rows carry
+    none; the table shows it."""
     from contextnet_tf.deploy import speed
     from contextnet_tf.evaluation import last_mile
 
@@ -175,14 +176,12 @@ def test_benchmark_records_the_share_of_boundary_cells_it_timed():
                                  log=lambda line: None)
     for label, model in models.items():
         frame = speed.benchmark_image(None, *model.input_shape[1:3]).astype(np.float32)
-        winners = np.asarray(last_mile.eighth_logits_model(model)(frame, training=False)).argmax(-1)
-        winners = np.pad(winners, [(0, 0), (1, 1), (1, 1)], mode="edge")
-        corners = np.stack([winners[:, :-1, :-1], winners[:, 1:, :-1], winners[:, :-1, 1:], winners[:, 1:, 1:]])
-        disagree = ~(corners == corners[0]).all(axis=0)
+        logits = np.asarray(last_mile.eighth_logits_model(model)([frame], training=False))
+        cells = (logits.shape[1] + 1) * (logits.shape[2] + 1)
         shares = {r["boundary_share"] for r in report["results"] if r["resolution"] == label}
         assert len(shares) == 1  # one frame, one network per resolution
         # Folding rounds differently: allow one cell of difference.
-        assert shares.pop() == pytest.approx(disagree.mean(), abs=1.01 / disagree.size)
+        assert shares.pop() == pytest.approx(last_mile.boundary_share(logits), abs=1.01 / cells)
     table = speed.markdown_table(report)
     assert "| boundary cells |" in table.splitlines()[0]
     share = report["results"][0]["boundary_share"]
@@ -190,4 +189,7 @@ def test_benchmark_records_the_share_of_boundary_cells_it_timed():
     prob = speed.run_benchmark({"64x128": models["64x128"]}, paths=["keras_folded"], head="prob", frames=2,
                                burn_in=1, log=lambda line: None)
     assert prob["results"][0]["boundary_share"] is None
+    # A size whose logits are not exactly 1/8 of it takes the plain path: no share.
+    odd = speed.models_at_resolutions("fast_scnn", [(60, 100)], num_classes=11)["60x100"]
+    assert speed.frame_boundary_share(odd, speed.benchmark_image(None, 60, 100)) is None
     assert speed.markdown_table(prob).splitlines()[2].endswith("|  |")

@@ -116,15 +116,15 @@ def run_benchmark(
 
 def frame_boundary_share(model, frame):
     """`last_mile.boundary_share` of `model`'s 1/8-resolution logits on the uint8 batch `frame` (the network's
-    own float input, as the timed paths feed it); None for a size the last mile does not fuse (the plain path's cost
-    does not depend on the content)."""
+    own float input, as the timed paths feed it); None where the frame is not exactly `last_mile.FACTOR` times the
+    logits' size, the sizes `last_mile.upsample_argmax` sends down the plain path (whose cost does not depend on the
+    content)."""
     from contextnet_tf.evaluation import last_mile
 
-    height, width = frame.shape[1:3]
-    if height % last_mile.FACTOR or width % last_mile.FACTOR:
+    logits = np.asarray(last_mile.eighth_logits_model(model)([np.asarray(frame, np.float32)], training=False))
+    if tuple(frame.shape[1:3]) != (logits.shape[1] * last_mile.FACTOR, logits.shape[2] * last_mile.FACTOR):
         return None
-    logits = last_mile.eighth_logits_model(model)([np.asarray(frame, np.float32)], training=False)
-    return last_mile.boundary_share(np.asarray(logits))  # any Keras backend's array
+    return last_mile.boundary_share(logits)
 
 
 def benchmark_image(path, height, width):
@@ -217,7 +217,7 @@ def compare_input_shapes(names, resolutions, num_classes=19, modes=("end_to_end"
     for name in names:
         for height, width in resolutions:
             label = f"{name} {height}x{width}"
-            image = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+            image = benchmark_image(None, height, width)
             paths = input_shape_paths(name, height, width, num_classes)
             for mode in modes:
                 timings = time_paths(paths, image, mode, frames, burn_in, max_seconds)
