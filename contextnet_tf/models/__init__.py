@@ -6,6 +6,7 @@ The lowest layer of the package: it imports Keras (and NumPy) only.
 from contextnet_tf.models.segmenter import (
     ABLATION_NAMES,
     MODEL_NAMES,
+    OFF_PAPER_NAMES,
     SegmentationModel,
     build_model,
     copy_weights_by_name,
@@ -18,6 +19,7 @@ from contextnet_tf.models.segmenter import (
 __all__ = [
     "ABLATION_NAMES",
     "MODEL_NAMES",
+    "OFF_PAPER_NAMES",
     "SegmentationModel",
     "build_model",
     "copy_weights_by_name",

@@ -13,6 +13,7 @@ Layer names inside a block (``name`` is the block's name):
                         ``_act``), ``{name}_project`` (+ ``_bn``), ``{name}_add`` when residual
 * `pyramid_pooling`:    ``{name}_pool{b}``, ``{name}_pool{b}_conv`` (+ ``_bn``, ``_act``), ``{name}_pool{b}_up``,
                         ``{name}_concat``, ``{name}_project`` (+ ``_bn``, ``_act``); ``{name}_add`` in sum mode
+* `instance_norm`:      ``{name}`` (not in either paper; the off-paper ``fast_scnn-ibn`` variant)
 * `feature_fusion`:     ``{name}_up``, ``{name}_dw`` (+ ``_bn``, ``_act``), ``{name}_low_pw`` (+ ``_bn``),
                         ``{name}_high_pw`` (+ ``_bn``), ``{name}_add``, ``{name}_act``
 
@@ -164,6 +165,17 @@ def feature_fusion(high, low, filters, dilation, activation="relu", name=None):
     high = conv_bn_act(high, filters, kernel_size=1, activation=None, name=f"{name}_high_pw")
     x = keras.layers.Add(name=f"{name}_add")([high, low])
     return _activation(x, activation, f"{name}_act")
+
+
+def instance_norm(x, name):
+    """Instance normalisation: each image's channels to zero mean and unit variance over H x W, then a learned scale
+    and offset per channel (Keras' `GroupNormalization` with one group per channel).
+
+    Not in either paper: this project's option after IBN-Net (Pan et al., ECCV 2018), which normalises per-image
+    feature statistics in the shallow layers so that appearance (light, colour cast) matters less. Batch-norm folding
+    leaves it as it is (it has no running statistics); filter pruning does not know it and says so.
+    """
+    return keras.layers.GroupNormalization(groups=-1, epsilon=BN_EPSILON, name=name)(x)
 
 
 def classifier_conv(x, num_classes, name):

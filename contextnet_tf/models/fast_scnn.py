@@ -32,7 +32,8 @@ DROPOUT = 0.1  # Not given in the paper (see docs/architecture.md).
 ACTIVATION = "relu"  # Section 3.1: ReLU trains faster than ReLU6 for Fast-SCNN.
 
 
-def build_fast_scnn(input_shape=(None, None, 3), num_classes=19, aux=False, width=1.0, name="fast_scnn"):
+def build_fast_scnn(input_shape=(None, None, 3), num_classes=19, aux=False, width=1.0, instance_norm=0,
+                    name="fast_scnn"):
     """Builds Fast-SCNN as a Keras functional model.
 
     Args:
@@ -42,6 +43,10 @@ def build_fast_scnn(input_shape=(None, None, 3), num_classes=19, aux=False, widt
         aux: if True, the model returns a dict ``{"logits", "aux_ltd", "aux_gfe"}`` with the two auxiliary heads of
             section 3.1 (end of learning to downsample, end of the global feature extractor).
         width: width multiplier applied to every layer's channels (1.0 is the paper's network).
+        instance_norm: not in the paper (0, the default, is the paper's network). The first `instance_norm` layers of
+            the learning-to-downsample module are followed by an instance normalisation (`blocks.instance_norm`,
+            layer ``{block}_in``), after IBN-Net (Pan et al., ECCV 2018): per-image feature statistics normalised in
+            the shallow layers, where a drive's light and colour live. The `fast_scnn-ibn` variant (`OFF_PAPER`).
         name: model name.
 
     Returns:
@@ -61,6 +66,8 @@ def build_fast_scnn(input_shape=(None, None, 3), num_classes=19, aux=False, widt
             x = blocks.conv_bn_act(x, ch(channels), 3, stride, act, name=f"ltd_conv{i}")
         else:
             x = blocks.separable_conv(x, ch(channels), stride, act, name=f"ltd_dsconv{i}")
+        if i <= instance_norm:
+            x = blocks.instance_norm(x, name=f"ltd_{kind}{i}_in")
     high_res = x  # 1/8 resolution, 64 channels: the skip connection to the fusion module.
 
     # Global feature extractor.
@@ -92,4 +99,9 @@ def build_fast_scnn(input_shape=(None, None, 3), num_classes=19, aux=False, widt
 
 VARIANTS = {
     "fast_scnn": {},
+}
+# Not in the paper: this project's variants, buildable and trainable by name (not in `MODEL_NAMES`, which are the
+# papers' networks). ``fast_scnn-ibn``: instance normalisation after the first two layers (1/2 and 1/4 resolution).
+OFF_PAPER = {
+    "fast_scnn-ibn": dict(instance_norm=2),
 }

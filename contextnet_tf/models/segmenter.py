@@ -27,13 +27,15 @@ from contextnet_tf.models import contextnet, fast_scnn
 MODEL_NAMES = tuple(fast_scnn.VARIANTS) + tuple(contextnet.VARIANTS)
 # ContextNet's single-branch networks (the paper's ensemble study): buildable and trainable by name.
 ABLATION_NAMES = tuple(contextnet.ABLATION_VARIANTS)
+# This project's variants, in neither paper (e.g. ``fast_scnn-ibn``): buildable and trainable by name.
+OFF_PAPER_NAMES = tuple(fast_scnn.OFF_PAPER)
 ANY_SIZE = (None, None, 3)
 
 
 def _network(variant, input_shape, num_classes, aux, width):
     """The functional graph (a plain `keras.Model`) of a variant."""
-    if variant in fast_scnn.VARIANTS:
-        kwargs = dict(fast_scnn.VARIANTS[variant])
+    if variant in fast_scnn.VARIANTS or variant in fast_scnn.OFF_PAPER:
+        kwargs = dict({**fast_scnn.VARIANTS, **fast_scnn.OFF_PAPER}[variant])
         kwargs["width"] = kwargs.get("width", 1.0) * width
         return fast_scnn.build_fast_scnn(input_shape, num_classes, aux, name=_model_name(variant), **kwargs)
     if variant in contextnet.VARIANTS:
@@ -45,7 +47,8 @@ def _network(variant, input_shape, num_classes, aux, width):
         return contextnet.build_contextnet(
             input_shape, num_classes, aux, name=_model_name(variant), width=width, **kwargs
         )
-    raise ValueError(f"unknown model {variant!r}; choose one of {', '.join(MODEL_NAMES + ABLATION_NAMES)}")
+    names = MODEL_NAMES + ABLATION_NAMES + OFF_PAPER_NAMES
+    raise ValueError(f"unknown model {variant!r}; choose one of {', '.join(names)}")
 
 
 def _model_name(name):
@@ -67,7 +70,7 @@ class SegmentationModel(keras.Model):
     """A network of this package with its recipe in its config (see the module docstring).
 
     Args:
-        variant: a name in `MODEL_NAMES` or `ABLATION_NAMES`.
+        variant: a name in `MODEL_NAMES`, `ABLATION_NAMES` or `OFF_PAPER_NAMES`.
         num_classes: classes of the logits.
         width: extra width multiplier on top of the variant's own.
         aux: return ``{"logits", <aux heads>}`` instead of the logits.
@@ -169,7 +172,8 @@ def build_model(
 
     Args:
         name: one of ``fast_scnn``, ``cn14``, ``cn12``, ``cn18``, ``cn124``, ``cn14-500``, ``cn14-160``, or one of
-            `ABLATION_NAMES` (``cn14-context``, ``cn14-detail``: ContextNet's branches alone).
+            `ABLATION_NAMES` (``cn14-context``, ``cn14-detail``: ContextNet's branches alone), or one of
+            `OFF_PAPER_NAMES` (``fast_scnn-ibn``: this project's, in neither paper).
         input_shape: (height, width, 3); ``(None, None, 3)`` (the default) runs at any size, a static size (not only
             multiples of 32, at least 32) fixes the shapes of the graph (needed to count MACs).
         num_classes: number of classes of the logits.

@@ -11,7 +11,7 @@ from contextnet_tf.cli import check_choices, option
 from contextnet_tf.data import splits
 from contextnet_tf.data.augment import AUGMENTATIONS, PAPER_SCALE_RANGE
 from contextnet_tf.data.labels import DATASET_NAMES
-from contextnet_tf.models import ABLATION_NAMES, MODEL_NAMES
+from contextnet_tf.models import ABLATION_NAMES, MODEL_NAMES, OFF_PAPER_NAMES
 from contextnet_tf.training.presets import PRESETS
 
 OPTIMIZERS = ("rmsprop", "sgd")
@@ -38,7 +38,7 @@ class TrainConfig:
     --helpfull`` lists them.
     """
 
-    model: str = option("cn14", "Network to train.", choices=MODEL_NAMES + ABLATION_NAMES)
+    model: str = option("cn14", "Network to train.", choices=MODEL_NAMES + ABLATION_NAMES + OFF_PAPER_NAMES)
     dataset: str = option("cityscapes", "Dataset.", choices=DATASET_NAMES)
     data_dir: str = option("", "Dataset root (the layout `contextnet_tf.data` reads).")
     workdir: str = option("", "Run folder; an existing run there is resumed from its latest checkpoint.")
