@@ -27,7 +27,7 @@ def batch_norm_channels(model):
     return [layer.gamma.shape[0] for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
 
 
-@pytest.mark.parametrize("name", contextnet_tf.MODEL_NAMES)
+@pytest.mark.parametrize("name", contextnet_tf.MODEL_NAMES + contextnet_tf.models.OFF_PAPER_NAMES)
 def test_folded_logits_equal_original_for_every_variant(name):
     model = randomise_batch_norms(build_model(name, SHAPE, num_classes=19, aux=True))
     folded = fold_batch_norm(model)

@@ -1,6 +1,7 @@
 """Fast-SCNN against its paper's Table 1 (shapes at 1024x2048, channels) and pinned parameter counts."""
 
 import keras
+import numpy as np
 import pytest
 
 from contextnet_tf import build_model
@@ -70,3 +71,36 @@ def test_aux_heads_do_not_change_main_parameters():
     main_names = {w.path for w in main.trainable_weights}
     aux_only = [w for w in with_aux.trainable_weights if w.path not in main_names]
     assert all(w.path.startswith("aux_") for w in aux_only) and aux_only
+
+
+def test_ibn_variant_adds_instance_norm_after_the_first_two_layers_only():
+    plain = build_model("fast_scnn", (256, 512, 3))
+    ibn = build_model("fast_scnn-ibn", (256, 512, 3))
+    added = [layer.name for layer in ibn.layers if isinstance(layer, keras.layers.GroupNormalization)]
+    assert added == ["ltd_conv1_in", "ltd_dsconv2_in"]
+    assert ibn.get_layer("ltd_conv1_in").groups == 32 and ibn.get_layer("ltd_dsconv2_in").groups == 48
+    # Each instance norm has a scale and an offset per channel: 2 x (32 + 48) parameters, nothing else changes.
+    assert count_trainable_params(ibn) - count_trainable_params(plain) == 2 * (32 + 48)
+    assert {w.path: w.shape for w in plain.weights} == {
+        w.path: w.shape for w in ibn.weights if not w.path.startswith(("ltd_conv1_in", "ltd_dsconv2_in"))}
+    # Placed after the activation of its layer, and feeding the next one.
+    assert ibn.get_layer("ltd_conv1_in").input is ibn.get_layer("ltd_conv1_act").output
+    assert ibn.get_layer("ltd_dsconv2_dw").input is ibn.get_layer("ltd_conv1_in").output
+    assert ibn.get_layer("ltd_dsconv3_dw").input is ibn.get_layer("ltd_dsconv2_in").output
+
+
+def test_instance_norm_normalises_each_image_and_channel_over_its_pixels():
+    model = build_model("fast_scnn-ibn", (32, 64, 3))
+    layer = model.get_layer("ltd_conv1_in")
+    rng = np.random.default_rng(0)
+    gamma, beta = rng.uniform(0.5, 2.0, 32), rng.normal(0.0, 1.0, 32)
+    layer.set_weights([gamma, beta])
+    # Two images of very different light and contrast per channel.
+    x = rng.normal(0.0, 1.0, (2, 16, 32, 32)) * rng.uniform(0.1, 10.0, (2, 1, 1, 32)) + rng.normal(0, 5, (2, 1, 1, 32))
+    x = x.astype(np.float32)
+    mean, var = x.mean(axis=(1, 2), keepdims=True), x.var(axis=(1, 2), keepdims=True)
+    expected = (x - mean) / np.sqrt(var + 1e-3) * gamma + beta
+    actual = keras.ops.convert_to_numpy(layer(x))
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-4)
+    # Per image, not per batch: an image gives the same output alone, and in training mode.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x[:1], training=True)), actual[:1], rtol=0, atol=1e-5)

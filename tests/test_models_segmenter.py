@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from contextnet_tf import MODEL_NAMES, build_model
+from contextnet_tf.models import ABLATION_NAMES, OFF_PAPER_NAMES
 
 SMALL = (64, 128, 3)
 
@@ -22,6 +23,11 @@ def _images(shape, batch=1, seed=0):
 
 def test_model_names():
     assert MODEL_NAMES == ("fast_scnn", "cn14", "cn12", "cn18", "cn124", "cn14-500", "cn14-160")
+    # This project's variants are buildable by name but are not among the papers' networks.
+    assert OFF_PAPER_NAMES == ("fast_scnn-ibn",)
+    assert not set(OFF_PAPER_NAMES) & set(MODEL_NAMES + ABLATION_NAMES)
+    with pytest.raises(ValueError, match="unknown model 'fast_scnn-in'; choose one of .*fast_scnn-ibn"):
+        build_model("fast_scnn-in")
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -54,7 +60,7 @@ def test_aux_outputs(name):
         assert tuple(value.shape) == (1, 64, 128, 4)
 
 
-@pytest.mark.parametrize("name", ["fast_scnn", "cn14"])
+@pytest.mark.parametrize("name", ["fast_scnn", "cn14", "fast_scnn-ibn"])
 def test_keras_save_and_reload_give_equal_outputs(name, tmp_path):
     model = build_model(name, SMALL, num_classes=3, aux=True)
     x = _images(SMALL)

@@ -244,3 +244,9 @@ def test_an_unknown_importance_is_an_error_naming_the_options():
     wide = build_model("cn14-160", SHAPE, num_classes=3, width=0.8)
     with pytest.raises(ValueError, match="filter importance must be one of l1, bn_scaled_l1, got 'l2'"):
         pruning.prune_model(wide, 0.4, importance="l2")
+
+
+def test_the_instance_norm_variant_is_refused_naming_its_first_instance_norm():
+    model = build_model("fast_scnn-ibn", SHAPE, num_classes=3)
+    with pytest.raises(ValueError, match=r"layer 'ltd_conv1_in' \(GroupNormalization\) maps channels: it is none of"):
+        pruning.channel_layouts(model)
