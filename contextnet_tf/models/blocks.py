@@ -23,7 +23,7 @@ initialisation. Activation is ``"relu"`` (Fast-SCNN) or ``"relu6"`` (ContextNet)
 
 import keras
 
-from contextnet_tf.models.layers import AdaptiveAveragePooling2D, Resize
+from contextnet_tf.models.layers import AdaptiveAveragePooling2D, PartialInstanceNormalization, Resize
 
 # Batch-norm settings shared by every block (TensorFlow's slim defaults used by the papers' TensorFlow code).
 BN_MOMENTUM = 0.99
@@ -167,14 +167,20 @@ def feature_fusion(high, low, filters, dilation, activation="relu", name=None):
     return _activation(x, activation, f"{name}_act")
 
 
-def instance_norm(x, name):
+def instance_norm(x, name, fraction=1.0):
     """Instance normalisation: each image's channels to zero mean and unit variance over H x W, then a learned scale
     and offset per channel (Keras' `GroupNormalization` with one group per channel).
 
     Not in either paper: this project's option after IBN-Net (Pan et al., ECCV 2018), which normalises per-image
     feature statistics in the shallow layers so that appearance (light, colour cast) matters less. Batch-norm folding
     leaves it as it is (it has no running statistics); filter pruning does not know it and says so.
+
+    ``fraction < 1`` normalises only the first ``round(fraction * channels)`` channels and passes the rest unchanged
+    (`layers.PartialInstanceNormalization`, IBN-Net's IBN-a split: the other channels keep each image's absolute
+    statistics, e.g. how bright it is).
     """
+    if fraction < 1:
+        return PartialInstanceNormalization(fraction, epsilon=BN_EPSILON, name=name)(x)
     return keras.layers.GroupNormalization(groups=-1, epsilon=BN_EPSILON, name=name)(x)
 
 

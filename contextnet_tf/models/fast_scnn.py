@@ -33,7 +33,7 @@ ACTIVATION = "relu"  # Section 3.1: ReLU trains faster than ReLU6 for Fast-SCNN.
 
 
 def build_fast_scnn(input_shape=(None, None, 3), num_classes=19, aux=False, width=1.0, instance_norm=0,
-                    name="fast_scnn"):
+                    instance_norm_fraction=1.0, name="fast_scnn"):
     """Builds Fast-SCNN as a Keras functional model.
 
     Args:
@@ -47,6 +47,8 @@ def build_fast_scnn(input_shape=(None, None, 3), num_classes=19, aux=False, widt
             the learning-to-downsample module are followed by an instance normalisation (`blocks.instance_norm`,
             layer ``{block}_in``), after IBN-Net (Pan et al., ECCV 2018): per-image feature statistics normalised in
             the shallow layers, where a drive's light and colour live. The `fast_scnn-ibn` variant (`OFF_PAPER`).
+        instance_norm_fraction: the share of those layers' channels that are normalised (1: all; 0.5: the first
+            half, IBN-Net's IBN-a split, the `fast_scnn-ibna` variant).
         name: model name.
 
     Returns:
@@ -67,7 +69,7 @@ def build_fast_scnn(input_shape=(None, None, 3), num_classes=19, aux=False, widt
         else:
             x = blocks.separable_conv(x, ch(channels), stride, act, name=f"ltd_dsconv{i}")
         if i <= instance_norm:
-            x = blocks.instance_norm(x, name=f"ltd_{kind}{i}_in")
+            x = blocks.instance_norm(x, name=f"ltd_{kind}{i}_in", fraction=instance_norm_fraction)
     high_res = x  # 1/8 resolution, 64 channels: the skip connection to the fusion module.
 
     # Global feature extractor.
@@ -101,7 +103,9 @@ VARIANTS = {
     "fast_scnn": {},
 }
 # Not in the paper: this project's variants, buildable and trainable by name (not in `MODEL_NAMES`, which are the
-# papers' networks). ``fast_scnn-ibn``: instance normalisation after the first two layers (1/2 and 1/4 resolution).
+# papers' networks). ``fast_scnn-ibn``: instance normalisation after the first two layers (1/2 and 1/4 resolution);
+# ``fast_scnn-ibna``: the same on the first half of those layers' channels only.
 OFF_PAPER = {
     "fast_scnn-ibn": dict(instance_norm=2),
+    "fast_scnn-ibna": dict(instance_norm=2, instance_norm_fraction=0.5),
 }

@@ -137,3 +137,40 @@ class AdaptiveAveragePooling2D(keras.layers.Layer):
         config = super().get_config()
         config.update(bins=self.bins)
         return config
+
+
+@keras.saving.register_keras_serializable(package="contextnet_tf")
+class PartialInstanceNormalization(keras.layers.Layer):
+    """Instance normalisation of the first ``round(fraction * channels)`` channels; the others pass unchanged.
+
+    The normalised channels go through Keras' `GroupNormalization(groups=-1)` (per image and channel over H x W, then
+    a learned scale and offset): IBN-Net's IBN-a split (Pan et al., ECCV 2018), where half of the channels keep the
+    statistics that instance normalisation removes. Not in either paper (the off-paper ``fast_scnn-ibna`` variant).
+    """
+
+    def __init__(self, fraction=0.5, epsilon=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 < float(fraction) < 1:
+            raise ValueError(f"PartialInstanceNormalization fraction must be in (0, 1), got {fraction!r}")
+        self.fraction = float(fraction)
+        self.epsilon = float(epsilon)
+        self.norm = keras.layers.GroupNormalization(groups=-1, epsilon=self.epsilon, name="instance_norm")
+
+    def normalised_channels(self, channels):
+        return max(1, min(channels - 1, int(round(self.fraction * channels))))
+
+    def build(self, input_shape):
+        k = self.normalised_channels(input_shape[-1])
+        self.norm.build((*input_shape[:-1], k))
+
+    def call(self, inputs):
+        k = self.normalised_channels(inputs.shape[-1])
+        return ops.concatenate([self.norm(inputs[..., :k]), inputs[..., k:]], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(fraction=self.fraction, epsilon=self.epsilon)
+        return config
