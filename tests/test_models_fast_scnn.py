@@ -104,3 +104,13 @@ def test_instance_norm_normalises_each_image_and_channel_over_its_pixels():
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-4)
     # Per image, not per batch: an image gives the same output alone, and in training mode.
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x[:1], training=True)), actual[:1], rtol=0, atol=1e-5)
+
+
+def test_ibna_variant_normalises_half_of_the_same_layers_channels():
+    plain = build_model("fast_scnn", (256, 512, 3))
+    ibna = build_model("fast_scnn-ibna", (256, 512, 3))
+    added = {layer.name: layer for layer in ibna.layers if layer.name.endswith("_in")}
+    assert list(added) == ["ltd_conv1_in", "ltd_dsconv2_in"]
+    assert [layer.normalised_channels(layer.input.shape[-1]) for layer in added.values()] == [16, 24]
+    assert count_trainable_params(ibna) - count_trainable_params(plain) == 2 * (16 + 24)
+    assert ibna.get_layer("ltd_dsconv2_dw").input is ibna.get_layer("ltd_conv1_in").output

@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 from keras import ops
 
-from contextnet_tf.models.layers import AdaptiveAveragePooling2D, Resize, adaptive_pool_matrix
+from contextnet_tf.models.layers import (
+    AdaptiveAveragePooling2D,
+    PartialInstanceNormalization,
+    Resize,
+    adaptive_pool_matrix,
+)
 
 
 def _reference_adaptive_pool(x, bins):
@@ -81,3 +86,40 @@ def test_layers_round_trip_config():
     assert (clone.divisor, clone.interpolation) == (4, "nearest")
     pool = AdaptiveAveragePooling2D.from_config(AdaptiveAveragePooling2D(6, name="p").get_config())
     assert pool.bins == 6
+
+
+@pytest.mark.parametrize("channels,fraction,normalised", [(32, 0.5, 16), (48, 0.5, 24), (10, 0.25, 2), (3, 0.9, 2)])
+def test_partial_instance_norm_normalises_the_first_channels_and_passes_the_rest(channels, fraction, normalised,
+                                                                                  tmp_path):
+    import keras
+
+    layer = PartialInstanceNormalization(fraction, epsilon=1e-3)
+    rng = np.random.default_rng(0)
+    x = (rng.normal(0, 1, (2, 6, 9, channels)) * rng.uniform(0.1, 10, (2, 1, 1, channels))
+         + rng.normal(0, 5, (2, 1, 1, channels))).astype(np.float32)
+    layer.build(x.shape)
+    assert layer.normalised_channels(channels) == normalised
+    gamma, beta = rng.uniform(0.5, 2, normalised), rng.normal(0, 1, normalised)
+    layer.set_weights([gamma, beta])
+    got = ops.convert_to_numpy(layer(x))
+    head = x[..., :normalised]
+    expected = (head - head.mean(axis=(1, 2), keepdims=True)) / np.sqrt(head.var(axis=(1, 2), keepdims=True) + 1e-3)
+    np.testing.assert_allclose(got[..., :normalised], expected * gamma + beta, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(got[..., normalised:], x[..., normalised:])  # untouched, bit for bit
+    # Per image: the first image alone gives the same output, in training mode too.
+    np.testing.assert_allclose(ops.convert_to_numpy(layer(x[:1], training=True)), got[:1], rtol=0, atol=1e-5)
+
+    # Its learned scale and offset survive saving inside a model.
+    image = keras.Input((6, 9, channels))
+    model = keras.Model(image, PartialInstanceNormalization(fraction, name="pin")(image))
+    model.get_layer("pin").set_weights([gamma, beta])
+    path = str(tmp_path / "pin.keras")
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    np.testing.assert_allclose(ops.convert_to_numpy(reloaded(x)), ops.convert_to_numpy(model(x)), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 1.5, -0.5])
+def test_partial_instance_norm_refuses_a_fraction_outside_zero_one(fraction):
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\)"):
+        PartialInstanceNormalization(fraction)

@@ -24,7 +24,7 @@ def _images(shape, batch=1, seed=0):
 def test_model_names():
     assert MODEL_NAMES == ("fast_scnn", "cn14", "cn12", "cn18", "cn124", "cn14-500", "cn14-160")
     # This project's variants are buildable by name but are not among the papers' networks.
-    assert OFF_PAPER_NAMES == ("fast_scnn-ibn",)
+    assert OFF_PAPER_NAMES == ("fast_scnn-ibn", "fast_scnn-ibna")
     assert not set(OFF_PAPER_NAMES) & set(MODEL_NAMES + ABLATION_NAMES)
     with pytest.raises(ValueError, match="unknown model 'fast_scnn-in'; choose one of .*fast_scnn-ibn"):
         build_model("fast_scnn-in")
@@ -60,7 +60,7 @@ def test_aux_outputs(name):
         assert tuple(value.shape) == (1, 64, 128, 4)
 
 
-@pytest.mark.parametrize("name", ["fast_scnn", "cn14", "fast_scnn-ibn"])
+@pytest.mark.parametrize("name", ["fast_scnn", "cn14", "fast_scnn-ibn", "fast_scnn-ibna"])
 def test_keras_save_and_reload_give_equal_outputs(name, tmp_path):
     model = build_model(name, SMALL, num_classes=3, aux=True)
     x = _images(SMALL)

@@ -246,7 +246,9 @@ def test_an_unknown_importance_is_an_error_naming_the_options():
         pruning.prune_model(wide, 0.4, importance="l2")
 
 
-def test_the_instance_norm_variant_is_refused_naming_its_first_instance_norm():
-    model = build_model("fast_scnn-ibn", SHAPE, num_classes=3)
-    with pytest.raises(ValueError, match=r"layer 'ltd_conv1_in' \(GroupNormalization\) maps channels: it is none of"):
+@pytest.mark.parametrize("name,cls_name", [("fast_scnn-ibn", "GroupNormalization"),
+                                           ("fast_scnn-ibna", "PartialInstanceNormalization")])
+def test_the_instance_norm_variants_are_refused_naming_their_first_instance_norm(name, cls_name):
+    model = build_model(name, SHAPE, num_classes=3)
+    with pytest.raises(ValueError, match=rf"layer 'ltd_conv1_in' \({cls_name}\) maps channels: it is none of"):
         pruning.channel_layouts(model)
