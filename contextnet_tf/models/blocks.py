@@ -13,7 +13,7 @@ Layer names inside a block (``name`` is the block's name):
                         ``_act``), ``{name}_project`` (+ ``_bn``), ``{name}_add`` when residual
 * `pyramid_pooling`:    ``{name}_pool{b}``, ``{name}_pool{b}_conv`` (+ ``_bn``, ``_act``), ``{name}_pool{b}_up``,
                         ``{name}_concat``, ``{name}_project`` (+ ``_bn``, ``_act``); ``{name}_add`` in sum mode
-* `instance_norm`:      ``{name}`` (not in either paper; the off-paper ``fast_scnn-ibn`` variant)
+* `instance_norm`:      ``{name}`` (not in either paper; the off-paper ``fast_scnn-ibn`` / ``-ibna`` variants)
 * `feature_fusion`:     ``{name}_up``, ``{name}_dw`` (+ ``_bn``, ``_act``), ``{name}_low_pw`` (+ ``_bn``),
                         ``{name}_high_pw`` (+ ``_bn``), ``{name}_add``, ``{name}_act``
 

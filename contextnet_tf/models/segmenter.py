@@ -29,13 +29,14 @@ MODEL_NAMES = tuple(fast_scnn.VARIANTS) + tuple(contextnet.VARIANTS)
 ABLATION_NAMES = tuple(contextnet.ABLATION_VARIANTS)
 # This project's variants, in neither paper (e.g. ``fast_scnn-ibn``): buildable and trainable by name.
 OFF_PAPER_NAMES = tuple(fast_scnn.OFF_PAPER)
+_FAST_SCNN_VARIANTS = {**fast_scnn.VARIANTS, **fast_scnn.OFF_PAPER}
 ANY_SIZE = (None, None, 3)
 
 
 def _network(variant, input_shape, num_classes, aux, width):
     """The functional graph (a plain `keras.Model`) of a variant."""
-    if variant in fast_scnn.VARIANTS or variant in fast_scnn.OFF_PAPER:
-        kwargs = dict({**fast_scnn.VARIANTS, **fast_scnn.OFF_PAPER}[variant])
+    if variant in _FAST_SCNN_VARIANTS:
+        kwargs = dict(_FAST_SCNN_VARIANTS[variant])
         kwargs["width"] = kwargs.get("width", 1.0) * width
         return fast_scnn.build_fast_scnn(input_shape, num_classes, aux, name=_model_name(variant), **kwargs)
     if variant in contextnet.VARIANTS:
@@ -173,7 +174,7 @@ def build_model(
     Args:
         name: one of ``fast_scnn``, ``cn14``, ``cn12``, ``cn18``, ``cn124``, ``cn14-500``, ``cn14-160``, or one of
             `ABLATION_NAMES` (``cn14-context``, ``cn14-detail``: ContextNet's branches alone), or one of
-            `OFF_PAPER_NAMES` (``fast_scnn-ibn``: this project's, in neither paper).
+            `OFF_PAPER_NAMES` (``fast_scnn-ibn``, ``fast_scnn-ibna``: this project's, in neither paper).
         input_shape: (height, width, 3); ``(None, None, 3)`` (the default) runs at any size, a static size (not only
             multiples of 32, at least 32) fixes the shapes of the graph (needed to count MACs).
         num_classes: number of classes of the logits.
