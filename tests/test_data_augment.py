@@ -12,7 +12,8 @@ from contextnet_tf.data.decode import train_id_mapper
 
 MEAN = (73.0, 83.0, 72.0)
 NO_COLOR = dict(brightness_delta=0.0, contrast_range=(1.0, 1.0), saturation_range=(1.0, 1.0), hue_delta=0.0,
-                channel_noise_std=0.0)
+                channel_noise_std=0.0, gamma_range=(1.0, 1.0), exposure_range=(1.0, 1.0),
+                white_balance_range=(1.0, 1.0))
 TO_TRAIN_IDS = train_id_mapper("camvid")  # values 0..10 map to themselves
 
 
@@ -180,8 +181,9 @@ def test_same_seed_same_output_other_seed_other_output():
     assert not np.array_equal(a[0], c[0])
 
 
-def _jitter(brightness=0.0, contrast=1.0, saturation=1.0, hue=0.0, noise=(0.0, 0.0, 0.0)):
-    return augment.ColorJitter(*(tf.constant(v, tf.float32) for v in (brightness, contrast, saturation, hue, noise)))
+def _jitter(brightness=0.0, contrast=1.0, saturation=1.0, hue=0.0, noise=(0.0, 0.0, 0.0), gain=None, gamma=None):
+    return augment.ColorJitter(*(None if v is None else tf.constant(v, tf.float32)
+                                 for v in (brightness, contrast, saturation, hue, noise, gain, gamma)))
 
 
 IMAGE = tf.random.stateless_uniform([12, 10, 3], [4, 2], 20.0, 230.0)
@@ -245,11 +247,31 @@ def test_fast_augment_equals_reference_with_padding_and_colour(name, crop):
         assert 3 <= padded <= 9 and padded_both >= 2
 
 
-def test_reference_colour_is_the_colour_matrix_step_by_step():
-    jitter = _jitter(brightness=-9.0, contrast=1.25, saturation=0.7, hue=0.07, noise=(2.0, -1.0, 0.5))
+@pytest.mark.parametrize("capture", [{}, dict(gain=(1.6, 1.4, 1.5), gamma=0.8), dict(gain=(0.55, 0.6, 0.5))])
+def test_reference_colour_is_the_colour_matrix_step_by_step(capture):
+    jitter = _jitter(brightness=-9.0, contrast=1.25, saturation=0.7, hue=0.07, noise=(2.0, -1.0, 0.5), **capture)
     fast = augment.apply_color(IMAGE, jitter).numpy()
-    np.testing.assert_allclose(fast, augment.reference_color(IMAGE, jitter).numpy(), atol=1e-3)
+    np.testing.assert_allclose(fast, augment.reference_color(IMAGE, jitter).numpy(), atol=2e-3)
     assert np.abs(fast - IMAGE.numpy()).mean() > 5  # the jitter did something
+    if capture:  # and the gain and tone curve did something on top of the rest
+        assert np.abs(fast - augment.apply_color(IMAGE, _jitter(brightness=-9.0, contrast=1.25, saturation=0.7,
+                                                                hue=0.07, noise=(2.0, -1.0, 0.5))).numpy()).mean() > 5
+
+
+def test_tone_curve_is_tf_image_adjust_gamma_and_keeps_black_and_white():
+    for gamma in (0.67, 1.0, 1.5):
+        out = augment.apply_color(IMAGE, _jitter(gamma=gamma)).numpy()
+        np.testing.assert_allclose(out, tf.image.adjust_gamma(IMAGE / 255.0, gamma).numpy() * 255.0, atol=1e-3)
+        ends = augment.tone_curve(tf.constant([0.0, 255.0]), tf.constant(gamma)).numpy()
+        np.testing.assert_allclose(ends, [0.0, 255.0], atol=1e-3)
+    assert augment.apply_color(IMAGE, _jitter(gamma=1.5)).numpy().mean() < IMAGE.numpy().mean() - 10  # darker
+
+
+def test_gain_multiplies_each_channel_and_saturates_at_white():
+    gain = (2.0, 1.0, 0.5)
+    out = augment.apply_color(IMAGE, _jitter(gain=gain)).numpy()
+    np.testing.assert_allclose(out, np.clip(IMAGE.numpy() * np.array(gain), 0, 255), atol=1e-3)
+    assert (out[..., 0] == 255.0).mean() > 0.3  # IMAGE is uniform in [20, 230]: red above 127.5 saturates
 
 
 # Each paper's list (section 3.1), as operations on or off.
@@ -270,7 +292,13 @@ def test_named_configurations():
     assert augment.BOTH_PAPERS == augment.AugmentConfig()
     assert set(augment.BOTH_PAPERS.ops()) == set(PAPER_OPS["fast_scnn_paper"]) | set(PAPER_OPS["contextnet_paper"])
     assert augment.NO_AUGMENTATION.ops() == ("scale",)
-    assert augment.CAMVID_STRONG.ops() == augment.OPS
+    capture = ("gamma", "exposure", "white_balance")
+    assert augment.CAMVID_STRONG.ops() == tuple(op for op in augment.OPS if op not in capture)
+    assert augment.CAMVID_PHOTOMETRIC.ops() == augment.OPS
+    photometric = dict(gamma_range=(1 / 1.5, 1.5), exposure_range=(0.5, 2.0), white_balance_range=(0.9, 1 / 0.9))
+    assert augment.CAMVID_PHOTOMETRIC == dataclasses.replace(augment.CAMVID_STRONG, **photometric)
+    with pytest.raises(ValueError, match="exposure_range"):
+        augment.AugmentConfig(exposure_range=(0.0, 2.0))
     with pytest.raises(ValueError, match="contrast_range"):
         augment.AugmentConfig(contrast_range=(1.2, 0.8))
     with pytest.raises(ValueError, match="hue_delta"):
@@ -285,6 +313,9 @@ SINGLE_OPS = {
     "brightness": dict(brightness_delta=30.0),
     "contrast": dict(contrast_range=(0.5, 1.5)),
     "channel_noise": dict(channel_noise_std=8.0),
+    "gamma": dict(gamma_range=(0.6, 1.6)),
+    "exposure": dict(exposure_range=(0.5, 2.0)),
+    "white_balance": dict(white_balance_range=(0.8, 1.25)),
 }
 
 
@@ -411,3 +442,29 @@ def test_cutmix_probability_and_sizes():
     np.testing.assert_array_equal(one[1].numpy(), labels.numpy())
     with pytest.raises(ValueError, match="cutmix must be a probability"):
         augment.AugmentConfig(cutmix=1.5)
+
+
+def test_capture_draws_stay_in_range_and_change_no_other_draw():
+    """Tone curve, exposure and white balance are log-uniform in their ranges, from a seed of their own: switching
+    them on leaves the geometry and every other colour draw as it was, and off they add nothing to the jitter."""
+    config = augment.CAMVID_PHOTOMETRIC
+    gammas, exposures = [], []
+    for seed in range(200):
+        seed = tf.constant([seed, 9])
+        geometry, jitter = augment.sample(seed, tf.constant([100, 200]), (64, 64), config)
+        plain_geometry, plain = augment.sample(seed, tf.constant([100, 200]), (64, 64), augment.CAMVID_STRONG)
+        assert plain.gain is None and plain.gamma is None
+        np.testing.assert_array_equal(geometry.scaled_size, plain_geometry.scaled_size)
+        np.testing.assert_array_equal(geometry.offset, plain_geometry.offset)
+        for field in ("brightness", "contrast", "saturation", "hue", "channel_noise"):
+            np.testing.assert_array_equal(getattr(jitter, field), getattr(plain, field))
+        gain = jitter.gain.numpy()
+        # gain = exposure * white balance per channel: its ratios between channels are white balance alone
+        assert np.all(gain >= 0.5 * 0.9 - 1e-6) and np.all(gain <= 2.0 / 0.9 + 1e-6)
+        assert np.all(gain / gain.max() >= 0.9 ** 2 - 1e-6)
+        exposures.append(float(np.exp(np.log(gain).mean())))
+        gammas.append(float(jitter.gamma))
+    assert 1 / 1.5 - 1e-6 <= min(gammas) < 0.72 and 1.4 < max(gammas) <= 1.5 + 1e-6
+    # log-uniform: as many gammas below 1 as above (about)
+    assert 70 < sum(g < 1 for g in gammas) < 130
+    assert min(exposures) < 0.6 and max(exposures) > 1.6

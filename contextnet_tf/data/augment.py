@@ -47,10 +47,11 @@ PAPER_SCALE_RANGE = (0.5, 2.0)
 # folded from the example's seed, so that adding one never changes the others.
 _SCALE, _OFFSET_Y, _OFFSET_X, _FLIP, _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = range(8)
 _NUM_UNIFORMS = 8
-_NOISE_SEED, _ASPECT_SEED = 1, 2
+_NOISE_SEED, _ASPECT_SEED, _CAPTURE_SEED = 1, 2, 3
 
 # The operations an `AugmentConfig` can switch on (`AugmentConfig.ops`).
-OPS = ("scale", "aspect", "flip", "hue", "saturation", "brightness", "contrast", "channel_noise")
+OPS = ("scale", "aspect", "flip", "gamma", "exposure", "white_balance", "hue", "saturation", "brightness",
+       "contrast", "channel_noise")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +67,12 @@ class AugmentConfig:
         hue_delta: hue rotation, uniform in [-delta, delta] of a full turn (as `tf.image.random_hue`'s max_delta).
         channel_noise_std: standard deviation of an independent Gaussian offset per colour channel.
         aspect_range: (min, max) of a factor on the width's scale alone, log-uniform (1, 1: none).
+        gamma_range: (min, max) of an exponent ``g`` of the tone curve ``x -> 255 (x / 255) ** g``, log-uniform
+            (1, 1: none). Applied first, to the pixels as decoded (g > 1 darkens the mid-tones, g < 1 brightens them).
+        exposure_range: (min, max) of a gain on every channel, log-uniform (1, 1: none): a longer or shorter
+            exposure (a gain above 1 saturates the highlights at 255, as an over-exposed frame does).
+        white_balance_range: (min, max) of a gain per colour channel, drawn independently and log-uniform for each
+            of R, G, B (1, 1: none): another white balance or colour of the light.
         cutmix: probability that an image of a training batch gets a box of another image of the batch pasted in,
             labels too (`cutmix`; 0: never). Not in either paper: this project's option. It acts on batches, not on
             examples, so it is not one of `ops()`.
@@ -84,18 +91,22 @@ class AugmentConfig:
     hue_delta: float = 0.05
     channel_noise_std: float = 6.0
     aspect_range: tuple = (1.0, 1.0)
+    gamma_range: tuple = (1.0, 1.0)
+    exposure_range: tuple = (1.0, 1.0)
+    white_balance_range: tuple = (1.0, 1.0)
     cutmix: float = 0.0
     classmix: float = 0.0
 
     def __post_init__(self):
-        for name in ("scale_range", "contrast_range", "saturation_range", "aspect_range"):
+        for name in ("scale_range", "contrast_range", "saturation_range", "aspect_range", "gamma_range",
+                     "exposure_range", "white_balance_range"):
             value = tuple(float(v) for v in getattr(self, name))
             if len(value) != 2 or not 0 <= value[0] <= value[1]:
                 raise ValueError(f"AugmentConfig.{name} must be (min, max) with 0 <= min <= max, got {value}")
             object.__setattr__(self, name, value)
-        if self.scale_range[0] <= 0 or self.aspect_range[0] <= 0:
-            raise ValueError(f"AugmentConfig scale_range and aspect_range must be positive, got {self.scale_range} "
-                             f"and {self.aspect_range}")
+        for name in ("scale_range", "aspect_range", "gamma_range", "exposure_range", "white_balance_range"):
+            if getattr(self, name)[0] <= 0:  # drawn log-uniform (or a scale): zero is no factor
+                raise ValueError(f"AugmentConfig.{name} must be positive, got {getattr(self, name)}")
         for name in ("brightness_delta", "hue_delta", "channel_noise_std"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"AugmentConfig.{name} must be zero or positive, got {getattr(self, name)!r}")
@@ -112,6 +123,9 @@ class AugmentConfig:
             "scale": self.scale_range != (1.0, 1.0),
             "aspect": self.aspect_range != (1.0, 1.0),
             "flip": self.flip,
+            "gamma": self.gamma_range != (1.0, 1.0),
+            "exposure": self.exposure_range != (1.0, 1.0),
+            "white_balance": self.white_balance_range != (1.0, 1.0),
             "hue": self.hue_delta > 0,
             "saturation": self.saturation_range != (1.0, 1.0),
             "brightness": self.brightness_delta > 0,
@@ -138,6 +152,14 @@ BOTH_PAPERS = AugmentConfig()
 # varied by up to 1.25x against the height's.
 CAMVID_STRONG = AugmentConfig(brightness_delta=40.0, contrast_range=(0.7, 1.3), saturation_range=(0.7, 1.3),
                               hue_delta=0.08, channel_noise_std=10.0, aspect_range=(0.8, 1.25))
+# Ours, issue 16's eleventh lever: CAMVID_STRONG plus the changes of light and camera between CamVid's drives, which
+# its colour operations (small offsets and factors around each image's own means) do not reach. The three drives'
+# mean pixel values are about 60 (0001TP, dusk), 100 (0016E5) and 137 (0006R0, bright), their median luma 32, 72 and
+# 113, and 0001TP's red/green ratio 0.85 against 0.96-1.0 (docs/data.md, "Eleventh session"): a gain of 0.5-2 covers
+# one drive's exposure from another's, the tone curve's exponent 0.67-1.5 the difference in the mid-tones, a gain of
+# 0.9-1.11 per channel the colour of the light.
+CAMVID_PHOTOMETRIC = dataclasses.replace(CAMVID_STRONG, gamma_range=(1 / 1.5, 1.5), exposure_range=(0.5, 2.0),
+                                         white_balance_range=(0.9, 1 / 0.9))
 # Only the random scale and the crop (no flip, no colour): the baseline of augmentation studies.
 NO_AUGMENTATION = AugmentConfig(**_OFF, flip=False)
 
@@ -146,6 +168,7 @@ AUGMENTATIONS = {
     "fast_scnn_paper": FAST_SCNN_PAPER,
     "contextnet_paper": CONTEXTNET_PAPER,
     "camvid_strong": CAMVID_STRONG,
+    "camvid_photometric": CAMVID_PHOTOMETRIC,
     "none": NO_AUGMENTATION,
 }
 
@@ -168,6 +191,8 @@ class ColorJitter:
     saturation: tf.Tensor
     hue: tf.Tensor  # fraction of a full turn
     channel_noise: tf.Tensor  # float32 [3]
+    gain: tf.Tensor = None  # float32 [3], exposure times white balance per channel; None: off
+    gamma: tf.Tensor = None  # exponent of the tone curve; None: off
 
 
 def sample(seed, image_size, crop_size, config):
@@ -209,8 +234,29 @@ def sample(seed, image_size, crop_size, config):
         hue=uniform(_HUE, -config.hue_delta, config.hue_delta),
         channel_noise=config.channel_noise_std
         * tf.random.stateless_normal([3], tf.random.experimental.stateless_fold_in(seed, _NOISE_SEED)),
+        **_capture(seed, config),
     )
     return Geometry(scaled, offset, flip), jitter
+
+
+def _capture(seed, config):
+    """The draws of the tone curve, the exposure and the white balance (`ColorJitter.gamma`, `.gain`), from a seed of
+    their own so that switching them on changes no other draw; an empty dict when all three are off."""
+    ranges = (config.gamma_range, config.exposure_range, config.white_balance_range)
+    if all(r == (1.0, 1.0) for r in ranges):
+        return {}
+    u = tf.random.stateless_uniform([5], tf.random.experimental.stateless_fold_in(seed, _CAPTURE_SEED))
+
+    def log_uniform(value, value_range):
+        log_lo, log_hi = (math.log(v) for v in value_range)
+        return tf.exp(log_lo + (log_hi - log_lo) * value)
+
+    draws = {}
+    if config.gamma_range != (1.0, 1.0):
+        draws["gamma"] = log_uniform(u[0], config.gamma_range)
+    if ranges[1:] != ((1.0, 1.0), (1.0, 1.0)):
+        draws["gain"] = log_uniform(u[1], config.exposure_range) * log_uniform(u[2:], config.white_balance_range)
+    return draws
 
 
 def cutmix_boxes(seed, batch_size, image_size, probability):
@@ -373,8 +419,9 @@ def pad(image, label, paddings, mean_rgb):
 def color_matrix(jitter, mean):
     """The colour jitter as one affine map ``x -> x @ matrix + offset`` on RGB rows (0-255 scale).
 
-    Applied in the order saturation, hue, contrast, brightness, channel noise:
+    Applied in the order gain, saturation, hue, contrast, brightness, channel noise:
 
+    - gain (when ``jitter.gain`` is set): exposure times white balance, a factor per channel;
     - saturation: ``grey + s * (x - grey)`` with ``grey`` the luma of ``x``;
     - hue: rotation by ``2 pi hue`` about the grey axis (1, 1, 1), which keeps greys grey; a third of a turn moves R to
       G, G to B and B to R, as a hue shift of 120 degrees does;
@@ -384,7 +431,7 @@ def color_matrix(jitter, mean):
 
     Args:
         jitter: `ColorJitter`.
-        mean: float32 [3], the per-channel mean of the image before jitter.
+        mean: float32 [3], the per-channel mean of the image before jitter (after the tone curve, `tone_curve`).
 
     Returns:
         (matrix float32 [3, 3], offset float32 [3]).
@@ -393,6 +440,8 @@ def color_matrix(jitter, mean):
     eye = tf.eye(3)
     saturation = jitter.saturation * eye + (1.0 - jitter.saturation) * luma[:, tf.newaxis] * tf.ones([1, 3])
     matrix = saturation @ tf.transpose(hue_rotation(jitter.hue))
+    if jitter.gain is not None:
+        matrix = jitter.gain[:, tf.newaxis] * matrix
     jittered_mean = mean[tf.newaxis] @ matrix
     matrix = matrix * jitter.contrast
     offset = (1.0 - jitter.contrast) * jittered_mean[0] + jitter.brightness + jitter.channel_noise
@@ -408,8 +457,16 @@ def hue_rotation(hue):
     return tf.cos(angle) * tf.eye(3) + tf.sin(angle) * cross + (1.0 - tf.cos(angle)) * np.outer(axis, axis)
 
 
+def tone_curve(image, gamma):
+    """``255 (x / 255) ** gamma`` on float32 pixels in [0, 255] (the ``gamma_range`` operation)."""
+    return 255.0 * tf.pow(image / 255.0, gamma)
+
+
 def apply_color(image, jitter):
-    """Applies `color_matrix` to float32 image [h, w, 3] (0-255) and clips to [0, 255]."""
+    """Applies the tone curve (when ``jitter.gamma`` is set), then `color_matrix`, to float32 image [h, w, 3]
+    (0-255) and clips to [0, 255]."""
+    if jitter.gamma is not None:
+        image = tone_curve(image, jitter.gamma)
     mean = tf.reduce_mean(image, axis=[0, 1])
     matrix, offset = color_matrix(jitter, mean)
     # A 1x1 convolution with a bias applies the matrix and offset to every pixel in one fused pass; an einsum plus
@@ -473,12 +530,17 @@ def reference_pad(image, label, paddings, mean_rgb):
 
 
 def reference_color(image, jitter):
-    """The colour jitter of `color_matrix` one step after another, on 0-255 floats.
+    """The colour jitter of `apply_color` one step after another, on 0-255 floats.
 
-    Saturation blends with `tf.image.rgb_to_grayscale`'s luma, hue rotates every pixel about the grey axis, contrast
+    The tone curve is `tf.image.adjust_gamma` on the image scaled to [0, 1], the gain a product per channel; then
+    saturation blends with `tf.image.rgb_to_grayscale`'s luma, hue rotates every pixel about the grey axis, contrast
     is `tf.image.adjust_contrast`, then brightness and channel noise are added and the result clipped: the same
     definition as `apply_color`, without folding the steps into one matrix.
     """
+    if jitter.gamma is not None:
+        image = tf.image.adjust_gamma(image / 255.0, jitter.gamma) * 255.0
+    if jitter.gain is not None:
+        image = image * jitter.gain
     grey = tf.image.rgb_to_grayscale(image)
     image = grey + jitter.saturation * (image - grey)
     image = tf.einsum("hwc,dc->hwd", image, hue_rotation(jitter.hue))

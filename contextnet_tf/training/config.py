@@ -53,7 +53,8 @@ class TrainConfig:
                                               "augmentation.", syntax="floats")
     augment: str = option("both_papers", "Named augmentation (contextnet_tf.data.augment.AUGMENTATIONS: flip and "
                           "colour ops; --scale_range and --crop set the geometry): each paper's list "
-                          "(contextnet_paper, fast_scnn_paper), both_papers, camvid_strong (ours) or none.",
+                          "(contextnet_paper, fast_scnn_paper), both_papers, camvid_strong or camvid_photometric "
+                          "(ours) or none.",
                           choices=tuple(AUGMENTATIONS))
     cutmix: float = option(0.0, "CutMix of the training batches (not in the papers; ours): the chance that an image "
                            "gets a box of the batch's previous image pasted in, its labels too (0: off).")
