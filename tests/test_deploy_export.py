@@ -214,6 +214,30 @@ def test_tflite_and_onnx_fresh_process_match_keras(model, tmp_path, fmt, head):
     assert report["label_agreement"] > 0.999
 
 
+@pytest.mark.parametrize("fmt", ["saved_model", "tflite"])
+@pytest.mark.parametrize("name", contextnet_tf.models.OFF_PAPER_NAMES)
+def test_off_paper_variants_export_and_match_keras(name, fmt, tmp_path):
+    """The instance-normalised variants export like the papers' networks (folded: the instance norms stay as layers),
+    and the artifacts, reloaded in a fresh process, agree with the Keras model: the any-size SavedModel on odd
+    sizes too, TFLite at its static size."""
+    keras.utils.set_random_seed(2)
+    net = _far_from_identity(build_model(name, SHAPE, num_classes=19))
+    rng = np.random.default_rng(3)
+    norms = [layer for layer in net.layers if layer.name in ("ltd_conv1_in", "ltd_dsconv2_in")]
+    assert len(norms) == 2
+    for layer in norms:  # an affine map far from identity, so that a dropped or misplaced norm shows
+        layer.set_weights([rng.uniform(0.5, 2, w.shape) if i == 0 else rng.normal(0, 1, w.shape)
+                           for i, w in enumerate(layer.get_weights())])
+    path = str(tmp_path / ("saved_model" if fmt == "saved_model" else "model.tflite"))
+    export.export(net, path, fmt, "logits", input_size=None if fmt == "saved_model" else SHAPE[:2])
+    images = export_check.check_images(net, fmt, count=2, input_size=SHAPE[:2])
+    report = export_check.verify_export(net, path, fmt, images, "logits")
+    assert report["passed"], report
+    assert report["label_agreement"] > 0.999
+    if fmt == "saved_model":
+        assert len(report["images"]) > 2  # the odd sizes were checked too
+
+
 COLOURS = np.array([[20, 20, 20], [230, 40, 40], [40, 200, 60], [50, 70, 220]], np.float32)
 
 
