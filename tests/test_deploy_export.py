@@ -223,8 +223,7 @@ def test_off_paper_variants_export_and_match_keras(name, fmt, tmp_path):
     keras.utils.set_random_seed(2)
     net = _far_from_identity(build_model(name, SHAPE, num_classes=19))
     rng = np.random.default_rng(3)
-    norms = [layer for layer in net.layers if layer.name in ("ltd_conv1_in", "ltd_dsconv2_in")]
-    assert len(norms) == 2
+    norms = [net.get_layer(name) for name in ("ltd_conv1_in", "ltd_dsconv2_in")]
     for layer in norms:  # an affine map far from identity, so that a dropped or misplaced norm shows
         layer.set_weights([rng.uniform(0.5, 2, w.shape) if i == 0 else rng.normal(0, 1, w.shape)
                            for i, w in enumerate(layer.get_weights())])

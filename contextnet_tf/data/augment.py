@@ -211,9 +211,8 @@ def sample(seed, image_size, crop_size, config):
     lo, hi = config.scale_range
     scale = lo + (hi - lo) * u[_SCALE]
     if config.aspect_range != (1.0, 1.0):  # (height, width) scales s, s * a with log a uniform
-        log_lo, log_hi = (math.log(a) for a in config.aspect_range)
         u_aspect = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(seed, _ASPECT_SEED))
-        scale = tf.stack([scale, scale * tf.exp(log_lo + (log_hi - log_lo) * u_aspect)])
+        scale = tf.stack([scale, scale * _log_uniform(u_aspect, config.aspect_range)])
     scaled = tf.maximum(tf.cast(tf.round(tf.cast(image_size, tf.float32) * scale), tf.int32), 1)
     crop = tf.constant(crop_size, tf.int32)
     # The window's top-left is uniform over all positions where window and scaled image overlap completely along an
@@ -239,23 +238,24 @@ def sample(seed, image_size, crop_size, config):
     return Geometry(scaled, offset, flip), jitter
 
 
+def _log_uniform(u, value_range):
+    """Maps uniform draws ``u`` in [0, 1) to log-uniform values in ``value_range`` (min, max), both positive."""
+    log_lo, log_hi = (math.log(v) for v in value_range)
+    return tf.exp(log_lo + (log_hi - log_lo) * u)
+
+
 def _capture(seed, config):
     """The draws of the tone curve, the exposure and the white balance (`ColorJitter.gamma`, `.gain`), from a seed of
     their own so that switching them on changes no other draw; an empty dict when all three are off."""
-    ranges = (config.gamma_range, config.exposure_range, config.white_balance_range)
-    if all(r == (1.0, 1.0) for r in ranges):
+    on = set(config.ops()) & {"gamma", "exposure", "white_balance"}
+    if not on:
         return {}
     u = tf.random.stateless_uniform([5], tf.random.experimental.stateless_fold_in(seed, _CAPTURE_SEED))
-
-    def log_uniform(value, value_range):
-        log_lo, log_hi = (math.log(v) for v in value_range)
-        return tf.exp(log_lo + (log_hi - log_lo) * value)
-
     draws = {}
-    if config.gamma_range != (1.0, 1.0):
-        draws["gamma"] = log_uniform(u[0], config.gamma_range)
-    if ranges[1:] != ((1.0, 1.0), (1.0, 1.0)):
-        draws["gain"] = log_uniform(u[1], config.exposure_range) * log_uniform(u[2:], config.white_balance_range)
+    if "gamma" in on:
+        draws["gamma"] = _log_uniform(u[0], config.gamma_range)
+    if on - {"gamma"}:
+        draws["gain"] = _log_uniform(u[1], config.exposure_range) * _log_uniform(u[2:], config.white_balance_range)
     return draws
 
 
