@@ -66,6 +66,7 @@ def scaled_saved_model(scaled, tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_saved_model_signatures_take_any_size(saved_model):
     loaded = tf.saved_model.load(saved_model)
     assert set(loaded.signatures) == {"serving_default", "probabilities"}
@@ -94,6 +95,7 @@ def test_saved_model_signatures_say_they_want_a_batch_of_rgb_images(saved_model)
         loaded.signatures["serving_default"](image=tf.zeros((0, 37, 53, 3), tf.uint8))
 
 
+@pytest.mark.slow
 def test_saved_model_fresh_process_matches_keras_on_odd_sizes(model, saved_model):
     images = export_check.check_images(model, "saved_model", count=1)
     assert [im.shape[1:3] for im in images] == [export_check.FALLBACK_CHECK_SIZE, *export_check.ODD_SIZES]
@@ -103,6 +105,7 @@ def test_saved_model_fresh_process_matches_keras_on_odd_sizes(model, saved_model
     assert report["label_agreement"] > 0.999
 
 
+@pytest.mark.slow
 def test_scaled_saved_model_has_an_any_size_signature_and_gives_predictors_labels(scaled, scaled_saved_model):
     serve = tf.saved_model.load(scaled_saved_model).signatures["serving_default"]
     (spec,) = serve.structured_input_signature[1].values()
@@ -127,6 +130,7 @@ def test_scaled_saved_model_is_not_the_model_at_scale_1(scaled, scaled_saved_mod
     assert np.mean(labels.numpy() == at_scale_1) < 0.9
 
 
+@pytest.mark.slow
 def test_check_fails_an_export_that_ignores_the_input_scale(scaled, tmp_path):
     path = str(tmp_path / "scale_1")
     export.export_saved_model(scaled.rebuild(input_scale=1.0), path)
@@ -136,6 +140,7 @@ def test_check_fails_an_export_that_ignores_the_input_scale(scaled, tmp_path):
 
 
 @pytest.mark.parametrize("fmt, head", [("tflite", "logits"), ("onnx", "logits"), ("tflite", "cls"), ("onnx", "prob")])
+@pytest.mark.slow
 def test_scaled_tflite_and_onnx_agree_with_predictor_at_their_size(scaled, tmp_path, fmt, head):
     size = (45, 71)  # Runs the network at 90x142.
     path = str(tmp_path / f"model.{fmt}")
@@ -157,6 +162,7 @@ def test_scaled_tflite_and_onnx_agree_with_predictor_at_their_size(scaled, tmp_p
 
 
 @pytest.mark.skipif(not CAMVID_DIR, reason="CONTEXTNET_CAMVID_DIR is not set")
+@pytest.mark.slow
 def test_published_fast_scnn_saved_model_scores_what_its_card_scores_on_the_held_out_sequence(tmp_path):
     """The weights behind the published Fast-SCNN card's number (`fast_scnn_camvid_selection.keras`, the same network
     and input scale as the published file) exported as `experiments/export.py` does (folded), loaded with plain
@@ -204,6 +210,7 @@ def test_saved_model_of_a_static_plain_model_is_a_clear_error(model, tmp_path):
 
 
 @pytest.mark.parametrize("fmt, head", [("tflite", "logits"), ("onnx", "logits")])
+@pytest.mark.slow
 def test_tflite_and_onnx_fresh_process_match_keras(model, tmp_path, fmt, head):
     path = str(tmp_path / f"model.{fmt}")
     export.export(model, path, fmt, head, input_size=SHAPE[:2])
@@ -216,6 +223,7 @@ def test_tflite_and_onnx_fresh_process_match_keras(model, tmp_path, fmt, head):
 
 @pytest.mark.parametrize("fmt", ["saved_model", "tflite"])
 @pytest.mark.parametrize("name", contextnet_tf.models.OFF_PAPER_NAMES)
+@pytest.mark.slow
 def test_off_paper_variants_export_and_match_keras(name, fmt, tmp_path):
     """The instance-normalised variants export like the papers' networks (folded: the instance norms stay as layers),
     and the artifacts, reloaded in a fresh process, agree with the Keras model: the any-size SavedModel on odd
@@ -350,6 +358,7 @@ def test_int8_calibrates_on_frames_spread_over_the_models_training_split(tmp_pat
         export.calibration_files(build_model("cn14", num_classes=5), root)
 
 
+@pytest.mark.slow
 def test_evaluate_export_counts_the_same_confusion_as_the_keras_model(tmp_path):
     from contextnet_tf import data as data_lib
     from contextnet_tf.evaluation import metrics as metrics_lib

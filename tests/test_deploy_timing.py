@@ -82,6 +82,7 @@ def run_benchmark_program(tmp_path, *flags, env=None):
     return result, output
 
 
+@pytest.mark.slow
 def test_benchmark_program_writes_valid_json(tmp_path):
     result, output = run_benchmark_program(
         tmp_path, "--model=fast_scnn", "--resolutions=64x128", "--paths=keras_unfolded,keras_folded,tflite,onnxruntime",
@@ -119,6 +120,7 @@ def test_benchmark_program_runs_under_jax(tmp_path):
     assert [(r["path"], r["mode"]) for r in report["results"]] == [("keras_folded", "end_to_end")]
 
 
+@pytest.mark.slow
 def test_benchmark_program_times_on_a_given_frame(tmp_path):
     import cv2
 
@@ -163,6 +165,7 @@ def test_default_cpu_comparison_includes_int8():
     assert "tflite_int8" in speed.default_paths() and "tflite" in speed.default_paths()
 
 
+@pytest.mark.slow
 def test_benchmark_records_the_share_of_boundary_cells_it_timed():
     """Each cls row carries the share of 1/8-resolution cells the last mile interpolated on the timed frame
     (`last_mile.boundary_share`, checked against a NumPy count in tests/test_evaluation_last_mile.py) of the timed

@@ -1,5 +1,7 @@
 """environment: the machine record names the oneDNN state of TensorFlow's CPU kernels when it is known."""
 
+import pytest
+
 from contextnet_tf.environment import describe, environment, onednn_enabled
 
 
@@ -16,6 +18,7 @@ def test_environment_records_this_process():
     assert record["cpu_count"] >= 1 and record["versions"]["tensorflow"]
 
 
+@pytest.mark.slow
 def test_importing_the_package_turns_remapping_off_only_where_onednn_is_on():
     import json
     import os

@@ -96,6 +96,7 @@ def test_eighth_logits_model_shares_the_network_and_stops_before_the_upsampling(
 
 
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+@pytest.mark.slow
 def test_cls_exports_give_the_plain_labels(fmt, tmp_path):
     model = build_model("cn14", (64, 128, 3), 11)
     path = str(tmp_path / ("model.onnx" if fmt == "onnx" else "model.tflite"))

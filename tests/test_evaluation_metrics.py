@@ -117,6 +117,7 @@ def test_evaluate_and_predicted_labelids_match_cityscapesscripts(synthetic_city,
     _assert_same_as_cityscapes(metrics, _cityscapes_scores(written, ground_truths))
 
 
+@pytest.mark.slow
 def test_evaluate_streams_batches_and_honours_max_images(synthetic_city):
     model = build_model("cn14", (96, 160, 3), num_classes=19)
     one_batch = data.make_dataset("synthetic", synthetic_city, "val", training=False, batch_size=3)
@@ -129,6 +130,7 @@ def test_evaluate_streams_batches_and_honours_max_images(synthetic_city):
     assert two["num_images"] == 2 and 0 < two["num_pixels"] < whole["num_pixels"]
 
 
+@pytest.mark.slow
 def test_flip_and_multiscale_evaluation(synthetic_city):
     model = build_model("fast_scnn", (96, 160, 3), num_classes=19)
     dataset = data.make_dataset("synthetic", synthetic_city, "val", training=False, batch_size=1)

@@ -76,6 +76,7 @@ def image_folder(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_predict_files_writes_every_format_at_the_input_size(image_folder, tmp_path):
     model = build_model("cn14", (64, 64, 3), num_classes=19)
     outputs = {}
@@ -96,6 +97,7 @@ def test_predict_files_writes_every_format_at_the_input_size(image_folder, tmp_p
     np.testing.assert_allclose(cv2.cvtColor(outputs["overlay"][0], cv2.COLOR_BGR2RGB), blend, atol=1)
 
 
+@pytest.mark.slow
 def test_predict_cli(image_folder, tmp_path):
     model_path = tmp_path / "model.keras"
     build_model("fast_scnn", (64, 64, 3), num_classes=11).save(model_path)

@@ -80,6 +80,7 @@ def camvid_frames():
 
 
 @pytest.mark.parametrize("source", ["synthetic", "camvid"])
+@pytest.mark.slow
 def test_video_overlay_matches_predict_py_on_the_same_frames(source, model, synthetic_frames, tmp_path):
     frames = synthetic_frames if source == "synthetic" else camvid_frames()
     clip = write_clip(str(tmp_path / "clip.avi"), frames)

@@ -59,6 +59,7 @@ def _one_line_error(result, program):
     return lines[0]
 
 
+@pytest.mark.slow
 def test_evaluate_checks_output_model_and_classes_before_the_pass(city, models, tmp_path, env):
     base = [EVALUATE_PY, "--dataset=synthetic", f"--data_dir={city}"]
     # --output is checked first: the model named here does not even exist.
@@ -75,6 +76,7 @@ def test_evaluate_checks_output_model_and_classes_before_the_pass(city, models, 
     assert not (tmp_path / "m.json").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_checks_every_label_and_verbose_shows_the_traceback(models, tmp_path, env):
     import cv2
 
@@ -91,6 +93,7 @@ def test_evaluate_checks_every_label_and_verbose_shows_the_traceback(models, tmp
     assert result.returncode != 0 and "Traceback" in result.stderr and label in result.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_writes_the_metrics_of_a_model_that_fits(city, models, tmp_path, env):
     output = tmp_path / "metrics.json"
     result = _run([EVALUATE_PY, "--dataset=synthetic", f"--data_dir={city}", f"--model={models['synthetic']}",
@@ -145,6 +148,7 @@ def test_train_keeps_the_run_record_and_refuses_impossible_values(city, tmp_path
         assert not (tmp_path / "other" / "config.json").exists()
 
 
+@pytest.mark.slow
 def test_train_and_export_check_their_output_before_anything_runs(city, tmp_path, env):
     """A --workdir or --output that cannot be created (under a file) ends the program in one line naming the flag,
     before the data is read or the model loads (the model named does not even exist)."""
@@ -159,6 +163,7 @@ def test_train_and_export_check_their_output_before_anything_runs(city, tmp_path
     assert f"--output {blocker}/saved_model" in line and "is a file, not a folder" in line
 
 
+@pytest.mark.slow
 def test_predict_refuses_labelids_the_model_cannot_write_and_an_empty_input(city, models, tmp_path, env):
     images = os.path.dirname(data.list_examples("synthetic", city, "val")[0][0])
     output_dir = tmp_path / "out"
@@ -177,6 +182,7 @@ def test_predict_refuses_labelids_the_model_cannot_write_and_an_empty_input(city
     assert f"--input {empty}: no image files" in line
 
 
+@pytest.mark.slow
 def test_export_int8_says_where_its_calibration_frames_come_from(models, tmp_path, env):
     argv = [EXPORT_PY, f"--model={models['camvid']}", "--format=tflite_int8", f"--output={tmp_path / 'm.tflite'}"]
     line = _one_line_error(_run(argv, env), "export.py")

@@ -133,6 +133,7 @@ JAX_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_jax_backend_gives_tensorflow_logits(tmp_path):
     """fast_scnn, cn14 and cn124 built under KERAS_BACKEND=jax (one subprocess) match TensorFlow within 1e-4."""
     pytest.importorskip("jax")

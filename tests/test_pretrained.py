@@ -76,6 +76,7 @@ def test_pretrained_model_is_its_network_and_matches_its_card(name):
 
 @needs_camvid
 @pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.slow
 def test_pretrained_cards_held_out_miou_reproduces_on_camvid(name):
     """The card's held-out numbers (single scale, and with its test-time augmentation) from its evaluation commands:
     the selection weights on the 101 frames of sequence 0006R0."""
@@ -94,6 +95,7 @@ def test_pretrained_cards_held_out_miou_reproduces_on_camvid(name):
 
 
 @needs_camvid
+@pytest.mark.slow
 def test_evaluate_py_reads_a_camvid_test_split_with_a_pretrained_model(tmp_path):
     """The held-back CamVid test split has the train/val layout: three val frames copied to ``test/`` and
     ``testannot/`` must give exactly what evaluating those frames as val gives, at the card's input scale (what

@@ -23,6 +23,7 @@ def city(tmp_path_factory):
     return str(root)
 
 
+@pytest.mark.slow
 def test_schedule_runs_end_to_end_and_each_stage_is_the_width_build(city, tmp_path):
     config = TrainConfig(model="cn14-160", dataset="synthetic", data_dir=city, workdir=str(tmp_path / "prune"),
                          steps=2, batch_size=2, crop=(64, 128), eval_every=0, checkpoint_every=100, progress=False,

@@ -44,6 +44,7 @@ def trainval_run(finished_run):
     return final
 
 
+@pytest.mark.slow
 def test_train_command_round_trips_the_config(finished_run):
     config, _ = finished_run
     command = model_card.train_command(config)
@@ -73,6 +74,7 @@ def test_card_command_reproduces_a_config_with_every_field_set():
         assert f"{name}" in command, name  # the fields the old hand-written list missed
 
 
+@pytest.mark.slow
 def test_publish_writes_a_loadable_model_and_a_card(finished_run, tmp_path):
     config, _ = finished_run
     out = str(tmp_path / "pretrained")
@@ -96,6 +98,7 @@ def test_publish_writes_a_loadable_model_and_a_card(finished_run, tmp_path):
     np.testing.assert_array_equal(model(image).numpy(), reference(image).numpy())
 
 
+@pytest.mark.slow
 def test_published_model_is_accepted_by_evaluate_py(finished_run, tmp_path):
     config, _ = finished_run
     out = str(tmp_path / "pretrained")
@@ -132,6 +135,7 @@ def test_card_names_class_weighting_mining_averaging_and_initialisation(finished
     assert "ClassMix of the batches (probability 0.25)" in extras
 
 
+@pytest.mark.slow
 def test_publish_at_an_input_scale_records_it_in_the_model_and_evaluates_there(finished_run, tmp_path):
     """A model published at another input scale than its run trained at: the published file carries it, the
     single-scale number is the model on images resized by that factor, and the card says it was trained at x1."""
@@ -179,6 +183,7 @@ def test_card_of_a_model_served_at_the_scale_it_trained_at(finished_run, tmp_pat
     assert "chosen after training" not in card
 
 
+@pytest.mark.slow
 def test_evaluate_py_runs_a_model_at_its_own_input_scale(finished_run, tmp_path):
     """Without --scales, evaluate.py runs a model at the input scale its file records (and says so); an explicit
     --scales wins."""
@@ -235,6 +240,7 @@ def test_card_of_a_run_resumed_with_changes_shows_each_change_and_says_the_comma
     assert "--steps=6" in resume and "--lr=0.01" in resume and "--allow_changes" in resume
 
 
+@pytest.mark.slow
 def test_publish_with_a_selection_run_reports_the_held_out_number_and_publishes_the_evaluated_weights(
         finished_run, trainval_run, tmp_path):
     """A model trained on every frame (train+val here) gets its card's accuracy from its selection run (the same
@@ -285,6 +291,7 @@ def _write_config(config):
         f.write(config.to_json())
 
 
+@pytest.mark.slow
 def test_a_staged_run_is_checked_stage_by_stage_against_its_staged_selection_run(finished_run, trainval_run,
                                                                                  tmp_path):
     """A run that continues another (--init_from its final.keras) is published with every stage's command and the
@@ -331,6 +338,7 @@ def test_a_staged_run_is_checked_stage_by_stage_against_its_staged_selection_run
         model_card.publish(final2.workdir, "x", str(tmp_path / "x"), selection_run=leaky2.workdir)
 
 
+@pytest.mark.slow
 def test_speed_section_comes_from_a_benchmark_report_of_the_same_network(finished_run, tmp_path):
     """--speed_json puts the benchmark's own rows and command in the card; a report that timed another network (here
     the same weights at another input scale) is refused before anything is written."""

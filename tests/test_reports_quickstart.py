@@ -48,6 +48,7 @@ def _read_json(path):
         return json.load(f)
 
 
+@pytest.mark.slow
 def test_every_report_file_is_written_and_valid(tiny_run):
     workdir, summary, lines = tiny_run
     for name in ("training_curve.png", "predictions.png"):
@@ -135,6 +136,7 @@ def test_saved_model_serving_returns_a_uint8_label_map_of_the_input_size(tiny_ru
         assert int(tf.reduce_max(labels)) < data.get_info("synthetic").num_classes
 
 
+@pytest.mark.slow
 def test_second_run_reuses_the_data_and_the_finished_run(tiny_run):
     workdir, first, _ = tiny_run
     lines = []

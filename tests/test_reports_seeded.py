@@ -125,6 +125,7 @@ def test_arms_of_a_varied_setting():
             seeded.arms_varying(make, field, values, given)
 
 
+@pytest.mark.slow
 def test_compare_trains_every_arm_and_seed_and_reuses_them(tmp_path):
     city = str(tmp_path / "city")
     data.generate_synthetic_city(city, num_train=4, num_val=2, image_size=(64, 96), seed=3)

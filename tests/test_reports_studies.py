@@ -237,6 +237,7 @@ def test_study_recipe_gives_an_arm_its_overrides_and_leaves_unset_class_weightin
                                  batch_size=1, crop=(8, 8))  # the ContextNet notebooks always name their weighting
 
 
+@pytest.mark.slow
 def test_budget_check_trains_each_arm_again_at_the_smaller_budget_and_judges_it(tmp_path):
     """`StudyRecipe.budget_check`: the arms again at fewer steps, each a full schedule of its own in the smaller
     recipe's folder, judged against the runs given at the recipe's own steps (which are not retrained)."""

@@ -41,6 +41,7 @@ def _published_weights(path):
     return {f"{layer.name}/{i}": w.numpy() for layer in model.layers for i, w in enumerate(layer.weights)}
 
 
+@pytest.mark.slow
 def test_averaged_model_holds_the_mean_of_the_checkpoints_weights(run, tmp_path):
     out = str(tmp_path / "avg.keras")
     assert averaging.average_checkpoints(run.workdir, out, last=2, log=lambda *_: None) == [2, 4]
@@ -55,6 +56,7 @@ def test_averaged_model_holds_the_mean_of_the_checkpoints_weights(run, tmp_path)
     assert os.path.exists(str(tmp_path / "avg.averaging.json"))
 
 
+@pytest.mark.slow
 def test_averaging_the_newest_checkpoint_alone_reproduces_the_final_model(run, tmp_path):
     out = str(tmp_path / "last.keras")
     averaging.average_checkpoints(run.workdir, out, steps=[4], log=lambda *_: None)

@@ -152,6 +152,7 @@ def test_class_weighting_is_computed_once_and_stored(city, tmp_path):
         _config(city, tmp_path, class_weighting="inverse")
 
 
+@pytest.mark.slow
 def test_init_from_copies_weights_by_layer_name(city, tmp_path):
     first = train(_config(city, tmp_path / "a", steps=2, aux_weight=0.0))
     source = os.path.join(str(tmp_path / "a"), "final.keras")
@@ -262,6 +263,7 @@ def test_bad_label_values_anywhere_and_corrupt_images_stop_before_step_1(tmp_pat
     assert not (workdir / "config.json").exists() and not (workdir / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_a_run_that_never_validates_saves_the_same_final_model_as_one_that_does(city, tmp_path):
     """eval_every=-1 used to save the crop-sized training graph as final.keras: a plain Functional model without the
     package's recipe (so it could not be pruned) and fixed to the crop size."""

@@ -11,6 +11,7 @@ import pytest
 from contextnet_tf.training import step_speed
 
 
+@pytest.mark.slow
 def test_run_writes_one_row_per_setting_with_the_first_as_baseline(tmp_path):
     settings = ("before", "default", "aux_eighth")
     result = step_speed.run(["fast_scnn"], str(tmp_path), crop=(32, 64), batch_size=1, steps=1, warmup=1, rounds=2,
@@ -32,6 +33,7 @@ def test_unknown_setting_is_named():
         step_speed.measure("cn14", (32, 64), 1, settings=("default", "fused"))
 
 
+@pytest.mark.slow
 def test_profile_sums_the_ops_of_a_step_by_category():
     fused = step_speed.profile("cn14", (32, 64), 1, steps=2, warmup=1, setting="default")
     keras_bn = step_speed.profile("cn14", (32, 64), 1, steps=2, warmup=1, setting="fast_loss")
@@ -67,6 +69,7 @@ def test_profile_sums_the_ops_of_a_step_by_category():
         step_speed.profile("cn14", (32, 64), 1, setting="fused")
 
 
+@pytest.mark.slow
 def test_environments_run_in_their_own_worker_processes(tmp_path):
     result = step_speed.run(["cn14"], str(tmp_path), crop=(32, 64), batch_size=1, steps=1, warmup=1, rounds=2,
                             settings=("before", "default"), environments=("onednn_off", "onednn_on"))
