@@ -80,6 +80,7 @@ def test_every_report_file_is_written_and_valid(tiny_run):
     assert summary["passed"]
 
 
+@pytest.mark.slow
 def test_report_tables_agree_with_metrics_json(tiny_run):
     workdir, summary, _ = tiny_run
     metrics = _read_json(os.path.join(workdir, "metrics.json"))
@@ -115,6 +116,7 @@ def test_report_tables_agree_with_metrics_json(tiny_run):
     assert quickstart.equivalent_command(config).startswith("python experiments/quickstart.py --workdir=")
 
 
+@pytest.mark.slow
 def test_folding_check_is_recorded_and_passes(tiny_run):
     workdir, summary, _ = tiny_run
     fold = _read_json(os.path.join(workdir, "summary.json"))["folding"]
@@ -124,6 +126,7 @@ def test_folding_check_is_recorded_and_passes(tiny_run):
     assert 0.1 < fold["max_abs_logit"] < 100  # Logits of a trained model, not of a trivially zero network.
 
 
+@pytest.mark.slow
 def test_saved_model_serving_returns_a_uint8_label_map_of_the_input_size(tiny_run):
     workdir, summary, _ = tiny_run
     assert summary["export"]["passed"] and summary["export"]["format"] == "saved_model"
