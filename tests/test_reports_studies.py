@@ -120,6 +120,22 @@ def test_ensemble_averages_softmax():
         studies.ensemble([a], SHAPE)
 
 
+def test_ensemble_of_seeds_of_one_network_that_share_its_name():
+    """Seeds of one network load under the same name; the ensemble still averages each seed's own softmax and leaves
+    the members' names as they were."""
+    keras.utils.set_random_seed(1)
+    a = build_model("cn14-detail", SHAPE, 5)
+    keras.utils.set_random_seed(2)
+    b = build_model("cn14-detail", SHAPE, 5)
+    assert a.name == b.name
+    images = _images(2)
+    assert not np.allclose(a(images).numpy(), b(images).numpy())  # two different draws of the weights
+    probs = studies.ensemble([a, b, a], SHAPE)(images).numpy()
+    expected = (2 * keras.ops.softmax(a(images)).numpy() + keras.ops.softmax(b(images)).numpy()) / 3
+    np.testing.assert_allclose(probs, expected, atol=1e-6)
+    assert a.name == b.name == build_model("cn14-detail", SHAPE, 5).name
+
+
 def test_group_iou():
     info = data.get_info("camvid")
     class_iou = {name: 0.0 for name in info.class_names}

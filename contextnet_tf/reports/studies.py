@@ -144,13 +144,18 @@ def zero_fusion_input(model, which):
 def ensemble(models, input_shape):
     """A model taking `input_shape` images and averaging the softmax probabilities of `models`.
 
-    Its output is probabilities, not logits; argmax (what evaluation and prediction take) is unaffected.
+    Its output is probabilities, not logits; argmax (what evaluation and prediction take) is unaffected. Members may
+    share a name (seeds of one network all load as ``fast_scnn``): such members enter the ensemble under the names
+    ``NAME_member0``, ``NAME_member1``, ... (the same layers and weights; the callers' models are not renamed).
     """
     if len(models) < 2:
         raise ValueError(f"an ensemble needs at least two models, got {len(models)}")
     image = keras.Input(tuple(input_shape[:2]) + (3,), name="image")
+    names = [model.name for model in models]
     probs = []
     for i, model in enumerate(models):
+        if names.count(model.name) > 1:  # a functional model's operations need unique names
+            model = keras.Model(model.input, model.output, name=f"{model.name}_member{i}")
         logits = model(image)
         logits = logits["logits"] if isinstance(logits, dict) else logits
         probs.append(keras.layers.Softmax(name=f"member{i}_softmax")(logits))
