@@ -88,6 +88,12 @@ def fused_training(model):
 def recalibrate(model, images, num_batches):
     """Replaces the moving statistics of every batch norm in `model` by their average over `num_batches` batches.
 
+    Give it batches of the size the network trained with: each batch's variance is taken around that batch's own
+    mean, so the average leaves out how far the batches' means lie apart. With one image per batch it leaves out the
+    spread between images altogether, and the network is evaluated with variances that are far too small (docs/data.md,
+    "Thirteenth session": a CamVid check that lost most of its mIoU with batches of one and a few points with batches
+    of eight).
+
     Args:
         model: a Keras model (a training model with auxiliary heads or an inference model).
         images: an iterable of image batches ``[B, H, W, 3]`` at `model`'s input size, or of ``(images, labels)``
