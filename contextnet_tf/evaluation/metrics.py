@@ -103,7 +103,9 @@ def evaluate(model, dataset, info, *, flip=False, scales=None, max_images=None, 
     """Evaluates a segmentation model over a dataset with a streaming confusion matrix.
 
     Args:
-        model: a segmentation model (logits or an aux dict); it runs at the images' size.
+        model: a segmentation model (logits or an aux dict); it runs at the images' size. Or a `Predictor` of one,
+            to reuse across calls (it keeps the functions it traced: training validates this way every few hundred
+            steps); its own flip and scales then apply, and `flip` and `scales` must be left at their defaults.
         dataset: iterable of (images float32 [B, H, W, 3] in [0, 255], labels int [B, H, W]), e.g.
             `contextnet_tf.data.make_dataset(..., training=False)`.
         info: the dataset's `DatasetInfo` (classes, categories, ignore label).
@@ -119,8 +121,13 @@ def evaluate(model, dataset, info, *, flip=False, scales=None, max_images=None, 
         fractions in [0, 1] (``None`` for classes absent from both labels and predictions); the category entries
         only for datasets with categories (Cityscapes, synthetic).
     """
-    check_model_fits(model, info)
-    predictor = Predictor(model, flip=flip, scales=scales)
+    if isinstance(model, Predictor):
+        if flip or scales is not None:
+            raise ValueError("evaluate: give flip and scales to the Predictor, not beside it")
+        predictor = model
+    else:
+        predictor = Predictor(model, flip=flip, scales=scales)
+    check_model_fits(predictor.model, info)
     matrix = np.zeros((info.num_classes, info.num_classes), np.int64)
     num_images = 0
     progbar = keras.utils.Progbar(max_images, unit_name="image") if verbose else None
@@ -136,7 +143,7 @@ def evaluate(model, dataset, info, *, flip=False, scales=None, max_images=None, 
         if progbar is not None:
             progbar.update(num_images)
     metrics = metrics_from_confusion(matrix, info)
-    metrics.update(num_images=num_images, flip=bool(flip), scales=list(predictor.scales))
+    metrics.update(num_images=num_images, flip=bool(predictor.flip), scales=list(predictor.scales))
     return metrics
 
 

@@ -21,15 +21,20 @@ def val_batches(config):
     )
 
 
+def val_predictor(model, config):
+    """The `Predictor` validation runs `model` with: `config`'s flip and scales (none given: the model's input
+    scale)."""
+    return Predictor(model, flip=config.eval_flip, scales=config.eval_scales or None)
+
+
 def evaluate_on_val(model, config, batches=None):
     """`evaluation.evaluate` of `model` on `config`'s validation split with its evaluation settings (flip, scales,
-    at most ``eval_max_images``); `batches` reuses a `val_batches` dataset already made."""
+    at most ``eval_max_images``); `batches` reuses a `val_batches` dataset already made. `model` may be a
+    `val_predictor` of the model, reused across calls so that it keeps the functions it traced."""
     return evaluation.evaluate(
-        model,
+        model if isinstance(model, Predictor) else val_predictor(model, config),
         val_batches(config) if batches is None else batches,
         data.get_info(config.dataset),
-        flip=config.eval_flip,
-        scales=config.eval_scales or None,  # None: the model's input scale
         max_images=config.eval_max_images,
     )
 
@@ -48,8 +53,12 @@ class Validator:
         self.info = info
         self.dataset = val_batches(config)
         self.samples = self._take_samples(config.num_prediction_images)
-        # Sizes known at run time only: the saved final model runs at any size (each evaluation traces its own).
+        # Sizes known at run time only: the saved final model runs at any size. One predictor per use for the whole
+        # run: each validation copies the new weights into the same variables, which the functions traced at the
+        # first validation read (a new Predictor per validation traced them again, about 2 s each time).
         self.model = model_fn((None, None, 3), False)
+        self.predictor = val_predictor(self.model, config)
+        self.sample_predictor = Predictor(self.model)
 
     def _take_samples(self, count):
         images, labels = [], []
@@ -65,14 +74,14 @@ class Validator:
     def evaluate(self, train_model):
         """Copies `train_model`'s weights into the evaluation model and returns `evaluation.evaluate`'s dict."""
         copy_weights_by_name(train_model, self.model)
-        return evaluate_on_val(self.model, self.config, self.dataset)
+        return evaluate_on_val(self.predictor, self.config, self.dataset)
 
     def prediction_image(self):
         """uint8 RGB grid, one row per sample: image | ground truth | prediction (call after `evaluate`)."""
         images, labels = self.samples
         if self.config.num_prediction_images < 1:
             return None
-        predictions = Predictor(self.model).labels(images)
+        predictions = self.sample_predictor.labels(images)
         rows = [
             np.concatenate(
                 [
