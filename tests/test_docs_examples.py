@@ -151,3 +151,54 @@ def test_readme_example_runs_and_its_comments_are_true(tmp_path, monkeypatch):
                 assert set(value.output) == {k.strip(' "') for k in keys.group(1).split(",")}, comment
     assert sorted(os.listdir(tmp_path / "out")) and os.path.isdir(tmp_path / "fast_scnn_sm")
     assert 0.0 <= namespace["metrics"]["miou"] <= 1.0 and namespace["metrics"]["num_images"] == 101
+
+
+PROGRAM_SOURCES = sorted(glob.glob(os.path.join(REPO, "experiments", "*.py")))
+COMMAND_SOURCES = [*DOCS, *sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "pretrained", "*.md"))),
+                   *(os.path.relpath(p, REPO) for p in PROGRAM_SOURCES)]
+
+
+@pytest.fixture(scope="module")
+def program_flags():
+    """{program: its flag names}, each program imported in turn in this process, its flags removed after it."""
+    from absl import flags
+
+    baseline = set(flags.FLAGS)
+    defined = {}
+    for path in PROGRAM_SOURCES:
+        name = os.path.basename(path)[:-3]
+        spec = importlib.util.spec_from_file_location(f"_documented_program_{name}", path)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        defined[name] = set(flags.FLAGS) - baseline
+        for flag in defined[name]:
+            delattr(flags.FLAGS, flag)
+    return defined, baseline
+
+
+def documented_commands(path):
+    """[(program, [flag names])] of each ``python experiments/PROGRAM.py --flag ...`` in the file `path` (backslash
+    continuations joined; a command ends at the line's end, a backtick or a table's bar)."""
+    with open(os.path.join(REPO, path)) as f:
+        text = f.read().replace("\\\n", " ")
+    return [(m.group(1), re.findall(r"(?<![\w-])--(\w+)", m.group(2)))
+            for m in re.finditer(r"python3? experiments/(\w+)\.py([^\n`|]*)", text)]
+
+
+def test_every_documented_command_uses_flags_its_program_defines(program_flags):
+    """The commands in README, docs/, notebooks/README.md, WORKSPACE.md, the model cards and the programs' own
+    docstrings name programs that exist and flags they define (``--noflag`` for a boolean ``flag``; absl's own flags
+    allowed): a command beside a reported number must still run."""
+    defined, absl_flags = program_flags
+    wrong, count = [], 0
+    for path in COMMAND_SOURCES:
+        for program, used in documented_commands(path):
+            if program not in defined:
+                wrong.append(f"{path}: experiments/{program}.py does not exist")
+                continue
+            for flag in used:
+                count += 1
+                if not (flag in defined[program] or flag in absl_flags
+                        or (flag.startswith("no") and flag[2:] in defined[program])):
+                    wrong.append(f"{path}: experiments/{program}.py has no --{flag}")
+    assert count > 500  # the check saw the documents' commands
+    assert not wrong, "\n".join(sorted(set(wrong)))
