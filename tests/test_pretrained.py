@@ -12,6 +12,7 @@ are skipped without it; the file checks always run.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -72,6 +73,24 @@ def test_pretrained_model_is_its_network_and_matches_its_card(name):
     assert f"--model=pretrained/{name}.keras" in card  # commands that run from the repository root
     assert f"--model=pretrained/{name}_selection.keras" in card and "--split=sequence:0006R0" in card
     assert os.path.exists(os.path.join(PRETRAINED, f"{name}_curve.png"))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_readme_table_gives_each_cards_numbers(name):
+    """README's "Pretrained models" row of each file says what its card and its file say: the held-out mIoU single
+    scale and with the card's test-time augmentation, the input scale the file carries, the card's frame rate."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        rows = [line for line in f if line.startswith("|") and f"(pretrained/{name}.md)" in line]
+    assert len(rows) == 1, f"README.md has {len(rows)} table rows for pretrained/{name}"
+    cells = [cell.strip() for cell in rows[0].strip().strip("|").split("|")]
+    metrics, card = _card(name)
+    scale = _load(name).get_config()["input_scale"]
+    fps = re.search(r"\| \d+x\d+ \| keras_folded \| end_to_end \| ([\d.]+) \|", card).group(1)
+    tta = {"flip": "flip"}.get(metrics["tta_setting"], metrics["tta_setting"])
+    assert cells[4].startswith(f"x{scale:g} "), cells[4]
+    assert cells[5] == f"{fps} fps"
+    assert cells[6] == f"{100 * metrics['plain']['miou']:.1f}%"
+    assert cells[7] == f"{100 * metrics['tta']['miou']:.1f}% ({tta})"
 
 
 @needs_camvid
