@@ -91,6 +91,8 @@ def test_readme_table_gives_each_cards_numbers(name):
     assert cells[5] == f"{fps} fps"
     assert cells[6] == f"{100 * metrics['plain']['miou']:.1f}%"
     assert cells[7] == f"{100 * metrics['tta']['miou']:.1f}% ({tta})"
+    with open(os.path.join(REPO, "WORKSPACE.md")) as f:  # its pretrained row: "fast_scnn 35.0% (35.6% with flip)"
+        assert f"{MODELS[name]} {cells[6]} ({cells[7].split()[0]}" in f.read()
 
 
 @needs_camvid
