@@ -202,3 +202,21 @@ def test_every_documented_command_uses_flags_its_program_defines(program_flags):
                     wrong.append(f"{path}: experiments/{program}.py has no --{flag}")
     assert count > 500  # the check saw the documents' commands
     assert not wrong, "\n".join(sorted(set(wrong)))
+
+
+def test_readme_models_table_is_what_model_summary_prints():
+    """README's "Models" table: each row's parameters, the papers' counts and their ratio, and the GMACs at 256x512
+    (its last column; the others are the same networks at 4x and 16x the pixels) are `model_summary.py`'s."""
+    from contextnet_tf.reports import summary
+
+    with open(os.path.join(REPO, "README.md")) as f:
+        text = f.read()
+    header = "| model | params (ours) | params (paper) | ours / paper |"
+    table = text[text.index(header):].split("\n\n")[0].splitlines()
+    readme_rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table[2:]]
+    names = [row[0] for row in readme_rows]
+    assert names[:2] == ["fast_scnn", "cn14"] and len(names) == 7
+    assert table[0].rstrip().endswith("| GMACs @ 256x512 |")
+    ours = summary.markdown_table(summary.model_rows(names, [(256, 512)]), [(256, 512)]).splitlines()[2:]
+    for readme_row, line in zip(readme_rows, ours):
+        assert readme_row[:4] + readme_row[-1:] == [c.strip() for c in line.strip().strip("|").split("|")]
