@@ -207,6 +207,11 @@ def test_every_documented_command_uses_flags_its_program_defines(program_flags):
     assert not wrong, "\n".join(sorted(set(wrong)))
 
 
+def _cells(row):
+    """The stripped cells of a markdown table row."""
+    return [cell.strip() for cell in row.strip().strip("|").split("|")]
+
+
 def test_readme_models_table_is_what_model_summary_prints():
     """README's "Models" table: each row's parameters, the papers' counts and their ratio, and the GMACs at 256x512
     (its last column; the others are the same networks at 4x and 16x the pixels) are `model_summary.py`'s."""
@@ -216,10 +221,10 @@ def test_readme_models_table_is_what_model_summary_prints():
         text = f.read()
     header = "| model | params (ours) | params (paper) | ours / paper |"
     table = text[text.index(header):].split("\n\n")[0].splitlines()
-    readme_rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table[2:]]
+    readme_rows = [_cells(line) for line in table[2:]]
     names = [row[0] for row in readme_rows]
     assert names[:2] == ["fast_scnn", "cn14"] and len(names) == 7
     assert table[0].rstrip().endswith("| GMACs @ 256x512 |")
     ours = summary.markdown_table(summary.model_rows(names, [(256, 512)]), [(256, 512)]).splitlines()[2:]
     for readme_row, line in zip(readme_rows, ours):
-        assert readme_row[:4] + readme_row[-1:] == [c.strip() for c in line.strip().strip("|").split("|")]
+        assert readme_row[:4] + readme_row[-1:] == _cells(line)
